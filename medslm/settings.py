@@ -1,0 +1,90 @@
+"""Settings: one frozen object, from code, environment (``MEDSLM_*``) or a TOML file.
+
+Model specs are short strings resolved by :mod:`medslm.models.catalog`:
+
+- ``"embedded"`` - SmolLM2-135M-Instruct shipped on PyPI (the default for every role);
+- ``"transformers:<hub-id-or-path>"`` - any causal LM transformers can load;
+- ``"openai:http://127.0.0.1:8000/v1#model"`` - any OpenAI-compatible endpoint (vLLM, llama.cpp server);
+- ``"llamacpp:/path/model.gguf"``, ``"vllm:<hub-id-or-path>"`` - optional backends (extras).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medslm.records import DEFAULT_MAX_NOTE_CHARS
+
+ROLES = ("ner", "icd", "triage", "summarize", "guardian")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("MEDSLM_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "medslm"
+
+
+class Settings(BaseModel):
+    """Configuration of a medslm run. Its :meth:`config_hash` keys the results store."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: dict[str, str] = Field(
+        default_factory=lambda: dict.fromkeys(ROLES, "embedded"),
+        description="role -> model spec; roles: ner, icd, triage, summarize, guardian",
+    )
+    escalation_model: str | None = Field(
+        default=None, description="spec of the large LLM to escalate to (an 'openai:' endpoint); None: humans"
+    )
+    escalation_budget: int | None = Field(default=None, description="max escalations per job (None: no cap)")
+    allow_phi_to_remote: bool = Field(
+        default=False, description="send identified text to an endpoint not on this machine (off: de-identified)"
+    )
+    max_note_chars: int = Field(default=DEFAULT_MAX_NOTE_CHARS, gt=0)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    data_dir: Path | None = Field(default=None, description="public datasets for evals (../shared/data)")
+    log_phi: bool = Field(default=False, description="debug only: allow note text in logs")
+    seed: int = 0
+
+    def model_for(self, role: str) -> str:
+        return self.models.get(role, "embedded")
+
+    def with_models(self, **specs: str) -> Settings:
+        return self.model_copy(update={"models": {**self.models, **specs}})
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes results (not paths, not logging)."""
+        keyed: dict[str, Any] = self.model_dump(
+            mode="json", exclude={"cache_dir", "data_dir", "log_phi", "escalation_budget"}
+        )
+        return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read ``MEDSLM_MODEL_<ROLE>``, ``MEDSLM_ESCALATION_MODEL``, ``MEDSLM_DATA_DIR``…"""
+        values: dict[str, Any] = {}
+        models = {r: os.environ[f"MEDSLM_MODEL_{r.upper()}"] for r in ROLES if f"MEDSLM_MODEL_{r.upper()}" in os.environ}
+        if "MEDSLM_MODEL" in os.environ:
+            models = {**dict.fromkeys(ROLES, os.environ["MEDSLM_MODEL"]), **models}
+        if models:
+            values["models"] = {**dict.fromkeys(ROLES, "embedded"), **models}
+        for key, env in (
+            ("escalation_model", "MEDSLM_ESCALATION_MODEL"),
+            ("data_dir", "MEDSLM_DATA_DIR"),
+            ("max_note_chars", "MEDSLM_MAX_NOTE_CHARS"),
+        ):
+            if env in os.environ:
+                values[key] = os.environ[env]
+        values["log_phi"] = os.environ.get("MEDSLM_LOG_PHI", "") == "1"
+        values.update(overrides)
+        return cls(**values)
+
+
+__all__ = ["ROLES", "Settings", "default_cache_dir"]
