@@ -19,4 +19,5 @@ def require_transformers() -> ModuleType:
         raise MissingExtraError(package=exc.name or "transformers", extra="transformers",
                                 feature="the transformers backend") from exc
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     return transformers

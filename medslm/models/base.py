@@ -26,14 +26,47 @@ class JsonSchema:
     schema: type[BaseModel] | dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        if isinstance(self.schema, dict):
-            return self.schema
-        return self.schema.model_json_schema()
+        """The schema as decoding enforces it (bounded integers become enums; see :func:`enforceable`)."""
+        raw = self.schema if isinstance(self.schema, dict) else self.schema.model_json_schema()
+        return enforceable(raw)
 
     def parse(self, text: str) -> Any:
         if isinstance(self.schema, dict):
             return json.loads(text)
         return self.schema.model_validate_json(text)
+
+
+_MAX_ENUM = 2000
+
+
+def enforceable(schema: Any) -> Any:
+    """Rewrite a JSON schema so that a regex-based decoder enforces all of it.
+
+    Token-level decoders turn a schema into a regular expression; numeric ``minimum``/``maximum`` do not
+    survive that. Bounded integer ranges (up to 2,000 values) become enums, which do. Bounds on
+    non-integer numbers cannot be enforced and are refused, so no output can fail validation later.
+    """
+    if isinstance(schema, list):
+        return [enforceable(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: enforceable(v) for k, v in schema.items()}
+    bounds = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} & out.keys()
+    if bounds and "enum" not in out:
+        if out.get("type") == "integer" and {"minimum", "exclusiveMinimum"} & bounds and {
+            "maximum", "exclusiveMaximum"} & bounds:
+            lo = out.get("minimum", out.get("exclusiveMinimum", 0) + 1)
+            hi = out.get("maximum", out.get("exclusiveMaximum", 0) - 1)
+            if hi - lo + 1 <= _MAX_ENUM:
+                for b in bounds:
+                    out.pop(b)
+                out["enum"] = list(range(int(lo), int(hi) + 1))
+                return out
+        raise ValueError(
+            f"JSON schema bounds {sorted(bounds)} on a {out.get('type', 'number')} cannot be enforced by "
+            "constrained decoding; use an integer range of at most 2,000 values, an enum or a Literal"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -171,5 +204,6 @@ __all__ = [
     "ModelInfo",
     "Regex",
     "as_messages",
+    "enforceable",
     "prompt_hash",
 ]

@@ -1,0 +1,126 @@
+"""Model specs → loaded models, shared per process.
+
+A spec is ``"<backend>:<target>"`` or the word ``"embedded"``::
+
+    "embedded"                                  SmolLM2-135M-Instruct from PyPI (the default)
+    "transformers:/models/my-slm"               a local transformers folder (or a hub id, with internet)
+    "openai:http://127.0.0.1:8000/v1#my-model"  any OpenAI-compatible endpoint (vLLM, llama.cpp server)
+    "llamacpp:/models/model.gguf"               llama.cpp (extra ``llamacpp``)
+    "vllm:/models/my-slm"                       vLLM's offline engine on a GPU (extra ``vllm``)
+
+Third-party backends register a factory ``(target: str, settings) -> LanguageModel`` under the
+entry-point group ``medslm.backends``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from medslm.errors import ConfigurationError, UnknownNameError
+from medslm.models.base import LanguageModel
+from medslm.settings import Settings
+
+Factory = Callable[[str, Settings], LanguageModel]
+
+_CACHE: dict[str, LanguageModel] = {}
+_LOCK = threading.Lock()
+
+
+def _embedded(target: str, settings: Settings) -> LanguageModel:
+    from medslm.models import embedded
+    from medslm.models.transformers_backend import TransformersModel
+
+    if target not in ("", "smollm2-135m"):
+        raise UnknownNameError("embedded model", target, ["smollm2-135m"])
+    folder = embedded.converted_dir(settings.cache_dir)
+    return TransformersModel(folder, model_id=embedded.MODEL_ID, revision=embedded.REVISION)
+
+
+def _transformers(target: str, settings: Settings) -> LanguageModel:
+    from medslm.models.transformers_backend import TransformersModel
+
+    return TransformersModel(target)
+
+
+def _openai(target: str, settings: Settings) -> LanguageModel:
+    from medslm.models.openai_compat import OpenAICompatibleModel
+
+    return OpenAICompatibleModel.from_spec(target)
+
+
+def _llamacpp(target: str, settings: Settings) -> LanguageModel:
+    from medslm.models.llamacpp_backend import LlamaCppModel
+
+    return LlamaCppModel(target)
+
+
+def _vllm(target: str, settings: Settings) -> LanguageModel:
+    from medslm.models.vllm_backend import VLLMModel
+
+    return VLLMModel(target)
+
+
+BACKENDS: dict[str, Factory] = {
+    "embedded": _embedded,
+    "transformers": _transformers,
+    "openai": _openai,
+    "llamacpp": _llamacpp,
+    "vllm": _vllm,
+}
+
+
+def _plugin_backends() -> dict[str, Factory]:
+    found: dict[str, Factory] = {}
+    for ep in entry_points(group="medslm.backends"):
+        found[ep.name] = ep.load()
+    return found
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split ``"backend:target"``; ``"embedded"`` alone is allowed. Raises with a hint on typos."""
+    if not spec or not isinstance(spec, str):
+        raise ConfigurationError(f"a model spec must be a non-empty string, got {spec!r}")
+    backend, sep, target = spec.partition(":")
+    if not sep:
+        if backend == "embedded":
+            return "embedded", ""
+        raise ConfigurationError(
+            f"model spec {spec!r} has no backend; write 'embedded', 'transformers:{spec}' or "
+            f"'openai:http://host:port/v1#{spec}'"
+        )
+    known = {**BACKENDS, **_plugin_backends()}
+    if backend not in known:
+        raise UnknownNameError("model backend", backend, list(known))
+    if backend != "embedded" and not target:
+        raise ConfigurationError(f"model spec {spec!r} names no model after '{backend}:'")
+    return backend, target
+
+
+def load_model(spec: str | LanguageModel = "embedded", *, settings: Settings | None = None) -> LanguageModel:
+    """The model for ``spec``, created once per process (loading its weights happens on first use)."""
+    if not isinstance(spec, str):
+        return spec
+    backend, target = parse_spec(spec)
+    settings = settings or Settings()
+    key = f"{backend}:{target}"
+    with _LOCK:
+        if key not in _CACHE:
+            factory = BACKENDS.get(backend) or _plugin_backends()[backend]
+            _CACHE[key] = factory(target, settings)
+        return _CACHE[key]
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
+
+
+def describe(model: Any) -> str:
+    info = getattr(model, "info", None)
+    return f"{info.backend}:{info.id}" if info else repr(model)
+
+
+__all__ = ["BACKENDS", "clear_cache", "describe", "load_model", "parse_spec"]
