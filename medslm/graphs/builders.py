@@ -1,0 +1,187 @@
+"""Ready-made graphs (``chart_review``, ``cohort``, ``ed_queue``, ``triage_rules``) and ``review`` for one note.
+
+Each builder returns a compiled LangGraph graph made with :class:`~medslm.graphs.pipeline.Pipeline`;
+building is instant (no model loads until the first note). ``medslm review --graph module:build``
+accepts any function like these: ``build(settings) -> compiled graph``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from medslm.errors import NoteError
+from medslm.graphs.context import ReviewContext
+from medslm.graphs.nodes import default_context, failure_reason, review_from_state
+from medslm.graphs.pipeline import Pipeline
+from medslm.records import ChartReview, Note, ReviewStatus, Route
+from medslm.settings import ROLES, Settings
+
+
+def _settings(settings: Settings | None, overrides: Mapping[str, Any]) -> tuple[Settings, dict[str, Any]]:
+    """Split ``overrides`` into per-role model specs (``ner="..."``), Settings fields and compile options."""
+    s = settings or Settings()
+    models = {k: v for k, v in overrides.items() if k in ROLES}
+    fields = {k: v for k, v in overrides.items() if k in Settings.model_fields}
+    rest = {k: v for k, v in overrides.items() if k not in models and k not in fields}
+    if fields:
+        s = s.model_copy(update=fields)
+    if models:
+        s = s.with_models(**{k: v for k, v in models.items() if isinstance(v, str)})
+    return s, rest
+
+
+def chart_review_pipeline(settings: Settings | None = None, **overrides: Any) -> Pipeline:
+    """guard_in → ner → {icd, triage, summarize} → verify → route → escalate? → review? → guard_out.
+
+    ``overrides``: per-role model specs (``summarize="openai:http://…#m"``) or Settings fields
+    (``escalation_model=…``). Insert your own nodes with :meth:`Pipeline.insert`.
+    """
+    s, rest = _settings(settings, overrides)
+    if rest:
+        from medslm.errors import UnknownNameError
+
+        raise UnknownNameError("chart_review option", next(iter(rest)), [*ROLES, *Settings.model_fields])
+    return (
+        Pipeline(name="chart_review", settings=s)
+        .add("guard_in")
+        .add("ner")
+        .add("icd", "triage", "summarize")
+        .add("verify")
+        .add("route")
+        .add("escalate", when=_routed(Route.ESCALATE))
+        .add("review", when=_routed(Route.REVIEW))
+        .add("guard_out")
+    )
+
+
+def chart_review(settings: Settings | None = None, *, checkpointer: Any = None, **overrides: Any) -> Any:
+    """The full chart-review graph, compiled (instant: no model loads until the first note)."""
+    return chart_review_pipeline(settings, **overrides).compile(checkpointer=checkpointer)
+
+
+def cohort(settings: Settings | None = None) -> Any:
+    """NER only (negation-aware): guard_in → ner. Build a patients × concepts table from the reviews."""
+    return Pipeline(name="cohort", settings=settings).add("guard_in").add("ner").compile()
+
+
+class LevelPolicy:
+    """ED-queue policy: send triage to review when the level is urgent (≤ ``max_level``) or unsure."""
+
+    def __init__(self, max_level: int = 2, min_confidence: float = 0.6) -> None:
+        self.max_level, self.threshold = max_level, min_confidence
+
+    def decide(self, result: Any) -> Route:
+        if result.output.level <= self.max_level or result.confidence < self.threshold:
+            return Route.REVIEW
+        return Route.ACCEPT
+
+
+def ed_queue(settings: Settings | None = None, *, max_level: int = 2, use_slm: bool = True) -> Any:
+    """ED queue: guard_in → triage → review when level ≤ ``max_level`` or unsure."""
+    return (
+        Pipeline(name="ed_queue", settings=settings)
+        .add("guard_in")
+        .add("triage", policy=LevelPolicy(max_level), use_slm=use_slm)
+        .add("route")
+        .add("review", when=_routed(Route.REVIEW))
+        .compile()
+    )
+
+
+def triage_rules(settings: Settings | None = None) -> Any:
+    """A cheap graph with no language model (rules + fitted acuity model): for load and crash tests."""
+    return (
+        Pipeline(name="triage_rules", settings=settings)
+        .add("guard_in")
+        .add("triage", use_slm=False)
+        .add("verify")
+        .compile()
+    )
+
+
+def _routed(route: Route) -> Any:
+    def check(state: Mapping[str, Any]) -> bool:
+        return any(r == route for r in (state.get("routes") or {}).values())
+
+    check.__name__ = f"routed_{route.value}"
+    return check
+
+
+# --------------------------------------------------------------------------- one note
+def as_note(note_or_text: Note | str | bytes, note_id: str | None = None) -> Note:
+    """A :class:`Note` from a note, a string or UTF-8 bytes (raises :class:`NotTextError` for binary)."""
+    if isinstance(note_or_text, Note):
+        return note_or_text
+    if isinstance(note_or_text, bytes | bytearray):
+        nid = note_id or "note-" + hashlib.sha256(bytes(note_or_text)).hexdigest()[:12]
+        return Note.from_bytes(nid, bytes(note_or_text))
+    if isinstance(note_or_text, str):
+        nid = note_id or "note-" + hashlib.sha256(note_or_text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        return Note(id=nid, text=note_or_text)
+    raise TypeError(f"review() takes a Note, str or bytes, not {type(note_or_text).__name__}")
+
+
+def graph_settings(graph: Any) -> Settings:
+    return getattr(graph, "medslm_settings", None) or Settings()
+
+
+def failed_review(note_id: str, reason: str, *, config_hash: str | None = None, sha256: str | None = None) -> ChartReview:
+    return ChartReview(note_id=note_id, status=ReviewStatus.FAILED, reason=reason, note_sha256=sha256,
+                       config_hash=config_hash)
+
+
+def run_note(graph: Any, note: Note, context: ReviewContext, config: Mapping[str, Any] | None = None) -> ChartReview:
+    """Run ``graph`` on one note; any crash becomes a ``failed`` review (never an exception)."""
+    t0 = time.perf_counter()
+    try:
+        state = graph.invoke({"note": note}, config=dict(config) if config else None, context=context)
+    except Exception as exc:  # noqa: BLE001 - per-note isolation
+        return failed_review(note.id, f"graph: {failure_reason(exc)}", config_hash=context.config_hash,
+                             sha256=note.sha256)
+    return review_from_state(state, config_hash=context.config_hash,
+                             latency_ms=round((time.perf_counter() - t0) * 1000, 3))
+
+
+def review(
+    note_or_text: Note | str | bytes,
+    graph: Any = None,
+    *,
+    context: ReviewContext | None = None,
+    note_id: str | None = None,
+) -> ChartReview:
+    """Review one note with ``graph`` (default: :func:`chart_review`); never raises for a bad note."""
+    graph = graph if graph is not None else _default_graph()
+    context = context or default_context(graph_settings(graph))
+    try:
+        note = as_note(note_or_text, note_id)
+    except NoteError as exc:
+        nid = note_id or "note-" + hashlib.sha256(bytes(note_or_text) if isinstance(note_or_text, bytes | bytearray)
+                                                  else b"").hexdigest()[:12]
+        return failed_review(nid, f"{exc.reason_code}: {exc}", config_hash=context.config_hash)
+    return run_note(graph, note, context)
+
+
+_GRAPH: Any = None
+
+
+def _default_graph() -> Any:
+    global _GRAPH
+    if _GRAPH is None:
+        _GRAPH = chart_review()
+    return _GRAPH
+
+
+__all__ = [
+    "LevelPolicy",
+    "as_note",
+    "chart_review",
+    "chart_review_pipeline",
+    "cohort",
+    "ed_queue",
+    "review",
+    "run_note",
+    "triage_rules",
+]

@@ -1,0 +1,128 @@
+"""Run-scoped components of a graph run, passed as LangGraph's runtime context.
+
+A compiled graph holds no model, terminology or queue: ``graph.invoke(state, context=ReviewContext(...))``
+hands them to every node through ``Runtime.context``. Each component is built on first use, so
+making a context is instant and a graph that never runs ``icd`` never loads the knowledge graph.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medslm.errors import UnknownNameError
+from medslm.settings import Settings
+
+#: role -> (module, class) of the built-in agents.
+AGENT_CLASSES = {
+    "ner": ("medslm.agents.ner", "NerAgent"),
+    "icd": ("medslm.agents.icd", "IcdAgent"),
+    "triage": ("medslm.agents.triage", "TriageAgent"),
+    "summarize": ("medslm.agents.summarize", "SummarizeAgent"),
+}
+
+
+def make_agent(role: str, model: Any = "embedded", **options: Any) -> Any:
+    """A built-in agent for ``role`` on ``model`` (a spec or a LanguageModel); loads nothing yet."""
+    from importlib import import_module
+
+    if role not in AGENT_CLASSES:
+        raise UnknownNameError("agent role", role, list(AGENT_CLASSES))
+    module, cls = AGENT_CLASSES[role]
+    return getattr(import_module(module), cls)(model=model, **options)
+
+
+@dataclass
+class ReviewContext:
+    """What nodes share during a run: settings, agents, guardian, KG, escalation policy and review queue.
+
+    Pass ready-made components to override the defaults (a test's guardian, a job's queue). ``agents``
+    maps a role (or a node name) to an agent object; missing roles are built from ``settings.models``.
+    ``interactive=True`` makes the review node pause the graph with LangGraph's ``interrupt`` (needs a
+    checkpointer; resume with ``Command(resume=...)``); otherwise review items go to the queue and the
+    run goes on.
+    """
+
+    settings: Settings = field(default_factory=Settings)
+    agents: dict[str, Any] = field(default_factory=dict)
+    guardian: Any = None
+    kg: Any = None
+    policy: Any = None
+    escalator: Any = None
+    queue: Any = None
+    queue_path: Path | None = None
+    interactive: bool = False
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    @property
+    def config_hash(self) -> str:
+        return self.settings.config_hash()
+
+    # ----------------------------------------------------------------- components, built on first use
+    def agent(self, role: str, model: Any = None, options: dict[str, Any] | None = None) -> Any:
+        """The agent for ``role`` on ``model`` (default: ``settings.model_for(role)``), one per context."""
+        spec = model if model is not None else self.settings.model_for(role)
+        key = role if model is None and not options else f"{role}@{spec!r}@{sorted((options or {}).items())!r}"
+        with self._lock:
+            if key not in self.agents:
+                self.agents[key] = make_agent(role, spec, **(options or {}))
+            return self.agents[key]
+
+    def get_guardian(self) -> Any:
+        with self._lock:
+            if self.guardian is None:
+                from medslm.safety import Guardian
+
+                self.guardian = _build(Guardian, self.settings)
+            return self.guardian
+
+    def get_kg(self) -> Any:
+        with self._lock:
+            if self.kg is None:
+                from medslm.knowledge import KnowledgeGraph
+
+                self.kg = KnowledgeGraph.default()
+            return self.kg
+
+    def get_policy(self) -> Any:
+        with self._lock:
+            if self.policy is None:
+                from medslm.routers import Budget, EscalationPolicy
+
+                budget = _build(Budget, self.settings, self.settings.escalation_budget)
+                self.policy = _build(EscalationPolicy, self.settings, budget=budget)
+            return self.policy
+
+    def get_escalator(self) -> Any:
+        """The escalator to the configured LLM, or None when no escalation model is configured."""
+        with self._lock:
+            if self.escalator is None and self.settings.escalation_model:
+                from medslm.routers import Escalator
+
+                self.escalator = Escalator(model=self.settings.escalation_model)
+            return self.escalator
+
+    def get_queue(self) -> Any:
+        with self._lock:
+            if self.queue is None:
+                from medslm.routers import ReviewQueue
+
+                path = self.queue_path or (self.settings.cache_dir / "review_queue.jsonl")
+                self.queue = ReviewQueue(path)
+            return self.queue
+
+
+def _build(cls: Any, settings: Settings, *args: Any, **kwargs: Any) -> Any:
+    """``cls.from_settings(settings, ...)`` when the component offers it, else ``cls(...)``."""
+    factory = getattr(cls, "from_settings", None)
+    if callable(factory):
+        return factory(settings, *args, **kwargs)
+    try:
+        return cls(*args, **kwargs)
+    except TypeError:
+        return cls()
+
+
+__all__ = ["AGENT_CLASSES", "ReviewContext", "make_agent"]

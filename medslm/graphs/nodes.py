@@ -1,0 +1,431 @@
+"""The chart-review nodes: guard_in, the agent nodes, verify, route, escalate, review, guard_out.
+
+Every node is a :class:`NodeSpec`: a LangGraph node function ``(state, runtime) -> update`` plus what
+it reads and writes of :class:`~medslm.graphs.state.ReviewState`, its model and its escalation policy.
+Components (agents, guardian, KG, policy, queue) come from ``runtime.context`` (a
+:class:`~medslm.graphs.context.ReviewContext`), never from globals.
+
+A node that raises is isolated: the error becomes ``errors: ["<node>: <reason>"]`` in the state (no
+note text in it) and the note ends ``status="failed"``, while the batch goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from medslm.errors import EndpointError, MedslmError, NoteError
+from medslm.graphs.context import ReviewContext
+from medslm.graphs.state import AGENT_FIELDS
+from medslm.settings import Settings
+from medslm.records import AgentResult, ChartReview, Note, ReviewStatus, Route, Severity
+
+log = logging.getLogger(__name__)
+
+NodeFn = Callable[..., dict[str, Any]]
+
+#: What the agent nodes of chart review read (besides the note and the fenced text).
+AGENT_READS = {"ner": (), "icd": ("entities",), "triage": (), "summarize": ()}
+AGENT_OPTIONAL_READS = {"ner": (), "icd": (), "triage": ("entities",), "summarize": ("entities",)}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A node of a medslm graph: its function and its contract with the state."""
+
+    name: str
+    fn: NodeFn
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    optional_reads: tuple[str, ...] = ()
+    kind: str = "function"  # builtin | agent | function
+    model: str | None = None
+    policy: Any = None
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line: name, kind, model, policy, reads → writes."""
+        model = f" model={self.model}" if self.model else ""
+        policy = f" policy={type(self.policy).__name__}" if self.policy is not None else ""
+        reads = ", ".join(self.reads + tuple(f"{r}?" for r in self.optional_reads)) or "-"
+        return f"{self.name} [{self.kind}]{model}{policy}: reads {reads} -> writes {', '.join(self.writes) or '-'}"
+
+
+# --------------------------------------------------------------------------- helpers
+_DEFAULT_CONTEXTS: dict[str, ReviewContext] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_context(settings: Settings | None = None) -> ReviewContext:
+    """One shared context per settings in this process, for graphs invoked without ``context=``."""
+    settings = settings or Settings()
+    key = settings.model_dump_json()
+    with _DEFAULT_LOCK:
+        if key not in _DEFAULT_CONTEXTS:
+            _DEFAULT_CONTEXTS[key] = ReviewContext(settings=settings)
+        return _DEFAULT_CONTEXTS[key]
+
+
+def context_of(runtime: Any) -> ReviewContext:
+    """The run's context (``graph.invoke(..., context=ReviewContext(...))``) or the default one."""
+    ctx = getattr(runtime, "context", None)
+    return ctx if isinstance(ctx, ReviewContext) else default_context()
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A reason without note text: medslm errors carry PHI-free messages; others only their type."""
+    if isinstance(exc, MedslmError):
+        code = getattr(exc, "reason_code", type(exc).__name__)
+        return f"{code}: {exc}"
+    return f"{type(exc).__name__} (message withheld: may contain note text)"
+
+
+def isolated(name: str, fn: NodeFn, settings: Settings | None = None) -> NodeFn:
+    """Wrap a node so that an exception fails this note only (LangGraph interrupts pass through).
+
+    Without a runtime context, the node gets the default context for ``settings`` (the pipeline's).
+    """
+    from langgraph.errors import GraphBubbleUp
+
+    takes_runtime = "runtime" in inspect.signature(fn).parameters
+
+    def node(state: dict[str, Any], runtime: Any = None) -> dict[str, Any]:
+        if takes_runtime and (runtime is None or not isinstance(runtime.context, ReviewContext)):
+            ctx = default_context(settings)
+            runtime = runtime.override(context=ctx) if runtime is not None else _Bare(ctx)
+        try:
+            out = fn(state, runtime) if takes_runtime else fn(state)
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:  # noqa: BLE001 - per-note isolation is the point
+            note = state.get("note")
+            log.warning("node %s failed on note %s: %s", name, getattr(note, "id", "?"), type(exc).__name__)
+            return {"errors": [f"{name}: {failure_reason(exc)}"]}
+        return out or {}
+
+    node.__name__ = name
+    node.__doc__ = fn.__doc__
+    return node
+
+
+@dataclass(frozen=True)
+class _Bare:
+    context: ReviewContext
+
+
+def seen_note(state: Mapping[str, Any]) -> Note:
+    """The note as agents see it: the guardian's fenced text when it fenced anything."""
+    note: Note = state["note"]
+    text = state.get("text")
+    if text is None or text == note.text:
+        return note
+    return Note(id=note.id, text=text, metadata=note.metadata)
+
+
+# --------------------------------------------------------------------------- guard_in / guard_out
+def guard_in(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+    """Refuse empty / huge / binary notes, screen for injections and PHI, fence injected spans."""
+    ctx = context_of(runtime)
+    note: Note = state["note"]
+    try:
+        note.check(ctx.settings.max_note_chars)
+    except NoteError as exc:
+        return {"status": ReviewStatus.FAILED.value, "reason": f"{exc.reason_code}: {exc}"}
+    guardian = ctx.get_guardian()
+    verdict = guardian.check_input(note)
+    if not verdict.allowed:
+        why = "; ".join(f"{f.category}: {f.message}" for f in verdict.findings if f.severity == Severity.BLOCKING)
+        return {"safety_in": verdict, "status": ReviewStatus.BLOCKED.value, "reason": why or "blocked by guard_in"}
+    text = guardian.fence(note.text, verdict) if verdict.fenced else note.text
+    return {"safety_in": verdict, "text": text}
+
+
+def guard_out(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+    """Screen the outputs (summary, codes) for unsafe advice, PHI leaks and unsupported claims."""
+    ctx = context_of(runtime)
+    summary = state.get("summary")
+    codes = state.get("codes")
+    verdict = ctx.get_guardian().check_output(
+        state["note"].text,
+        summary_text=summary.output.text if summary is not None else None,
+        codes=[c.code for c in codes.output] if codes is not None else [],
+    )
+    return {"safety_out": verdict}
+
+
+def allowed(state: Mapping[str, Any]) -> bool:
+    """True while the note is neither blocked nor failed (the gate after guard_in)."""
+    return state.get("status") not in (ReviewStatus.BLOCKED.value, ReviewStatus.FAILED.value)
+
+
+# --------------------------------------------------------------------------- agent nodes
+def agent_node(
+    name: str,
+    *,
+    role: str | None = None,
+    agent: Any = None,
+    field_name: str | None = None,
+    model: Any = None,
+    options: dict[str, Any] | None = None,
+) -> NodeFn:
+    """A node running ``agent`` (an object) or the context's agent for ``role`` on ``model``."""
+    out_field = field_name or AGENT_FIELDS.get(role or name, name)
+
+    def run(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+        worker = agent if agent is not None else context_of(runtime).agent(role or name, model, options)
+        return {out_field: worker.run(seen_note(state), state)}
+
+    run.__name__ = name
+    run.__doc__ = f"Run the {role or type(agent).__name__} agent; write {out_field!r}."
+    return run
+
+
+# --------------------------------------------------------------------------- verify
+def verify(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+    """KG checks of codes, evidence spans inside the note, summary support, triage flags vs. vitals."""
+    ctx = context_of(runtime)
+    text: str = state.get("text") or state["note"].text
+    n = len(text)
+    issues: list[str] = []
+
+    def spans_ok(agent: str, spans: Any) -> None:
+        for s in spans:
+            if s.end > n:
+                issues.append(f"{agent}: evidence span [{s.start}, {s.end}) is outside the note ({n} chars)")
+
+    entities = state.get("entities")
+    if entities is not None:
+        spans_ok("ner", entities.evidence)
+        for e in entities.output:
+            if e.end > n or text[e.start : e.end] != e.text:
+                issues.append(f"ner: entity at [{e.start}, {e.end}) does not match the note text there")
+    codes = state.get("codes")
+    if codes is not None:
+        spans_ok("icd", codes.evidence)
+        from medslm.errors import InvalidCodeError
+
+        kg = ctx.get_kg() if codes.output else None
+        for c in codes.output:
+            spans_ok("icd", c.evidence)
+            try:
+                kg.validate(c.code)
+            except InvalidCodeError as exc:
+                issues.append(f"icd: {exc}")
+                continue
+            if not kg.is_billable(c.code):
+                issues.append(f"icd: code {c.code!r} is a category, not billable; code to a child")
+            if not c.evidence:
+                issues.append(f"icd: code {c.code!r} has no evidence span")
+    summary = state.get("summary")
+    if summary is not None:
+        spans_ok("summarize", summary.evidence)
+        for sec in summary.output.sections:
+            for i, sent in enumerate(sec.sentences):
+                spans_ok("summarize", sent.support)
+                if not sent.supported or not sent.support:
+                    why = ", ".join(sent.issues) or "no supporting span"
+                    issues.append(f"summarize: sentence {i} of {sec.name} is not supported by the note ({why})")
+    triage = state.get("triage")
+    if triage is not None:
+        spans_ok("triage", triage.evidence)
+        issues.extend(_triage_issues(text, triage))
+    return {"issues": issues}
+
+
+def _triage_issues(text: str, triage: AgentResult[Any]) -> list[str]:
+    from medslm.agents.red_flags import find_red_flags
+    from medslm.agents.vitals import extract_vitals
+
+    level = triage.output.level
+    out = []
+    for flag in find_red_flags(text, extract_vitals(text)):
+        if level > flag.max_level:
+            out.append(
+                f"triage: level {level} is less urgent than red flag {flag.name!r} allows (<= {flag.max_level})"
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- route / escalate / review
+def make_route(agent_fields: Mapping[str, str], policies: Mapping[str, Any]) -> NodeFn:
+    """A route node over the graph's agent nodes (``node -> field``), with per-node policies."""
+
+    def route(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+        """Accept, escalate or send to review each agent result, by calibrated confidence and budget."""
+        ctx = context_of(runtime)
+        issues = state.get("issues") or []
+        escalator = ctx.get_escalator()
+        update: dict[str, Any] = {}
+        routes: dict[str, Route] = {}
+        reasons: dict[str, str] = {}
+        for node, fld in agent_fields.items():
+            result = state.get(fld)
+            if result is None:
+                continue
+            policy = policies.get(node) or ctx.get_policy()
+            decided = Route(policy.decide(result))
+            threshold = _threshold(policy, result.agent)
+            why = f"confidence {result.confidence:.2f}" + (f" vs threshold {threshold:.2f}" if threshold else "")
+            failed_checks = [i for i in issues if i.split(":", 1)[0] in (node, result.agent)]
+            if decided == Route.ACCEPT and failed_checks:
+                decided, why = Route.ESCALATE, f"{len(failed_checks)} verification issue(s)"
+            if decided == Route.ESCALATE and escalator is None:
+                decided, why = Route.REVIEW, f"{why}; no escalation model configured"
+            routes[node], reasons[node] = decided, f"{decided.value}: {why}"
+            update[fld] = result.model_copy(update={"route": decided})
+        return {**update, "routes": routes, "route_reasons": reasons}
+
+    return route
+
+
+def _threshold(policy: Any, agent: str) -> float | None:
+    for attr in ("threshold_for",):
+        fn = getattr(policy, attr, None)
+        if callable(fn):
+            try:
+                return float(fn(agent))
+            except Exception:  # noqa: BLE001 - a display nicety only
+                return None
+    value = getattr(policy, "threshold", None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def make_escalate(agent_fields: Mapping[str, str], agents: Mapping[str, Any]) -> NodeFn:
+    def escalate(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+        """Send results routed to ``escalate`` to the LLM; endpoint failures go to review."""
+        ctx = context_of(runtime)
+        escalator = ctx.get_escalator()
+        routes: dict[str, Route] = {}
+        reasons: dict[str, str] = {}
+        update: dict[str, Any] = {}
+        for node, route in (state.get("routes") or {}).items():
+            if route != Route.ESCALATE or node not in agent_fields:
+                continue
+            fld = agent_fields[node]
+            result = state[fld]
+            agent = agents.get(node) or (ctx.agent(node) if node in AGENT_FIELDS else None)
+            try:
+                new = escalator.escalate(node, seen_note(state), result, agent)
+            except EndpointError as exc:
+                routes[node], reasons[node] = Route.REVIEW, f"review: escalation failed ({type(exc).__name__})"
+                continue
+            final = Route(new.route) if new.route is not None else Route.ACCEPT
+            routes[node] = final
+            reasons[node] = f"{final.value}: escalated ({new.provenance.escalation_reason or 'low confidence'})"
+            update[fld] = new.model_copy(update={"route": final})
+        return {**update, "routes": routes, "route_reasons": reasons}
+
+    return escalate
+
+
+def make_review(agent_fields: Mapping[str, str]) -> NodeFn:
+    def review(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+        """Queue results routed to ``review``; with ``interactive`` contexts, pause for a reviewer."""
+        ctx = context_of(runtime)
+        note: Note = state["note"]
+        reasons = state.get("route_reasons") or {}
+        items: list[str] = []
+        actions: list[dict[str, Any]] = []
+        update: dict[str, Any] = {}
+        for node, route in (state.get("routes") or {}).items():
+            if route != Route.REVIEW or node not in agent_fields:
+                continue
+            result = state[agent_fields[node]]
+            reason = reasons.get(node, "review")
+            item_id = ctx.get_queue().add(note.id, node, result, reason)
+            items.append(str(item_id))
+            if ctx.interactive:
+                from langgraph.types import interrupt
+
+                decision = interrupt(
+                    {"note_id": note.id, "agent": node, "item_id": str(item_id), "reason": reason,
+                     "result": result.model_dump(mode="json")}
+                )
+                action = decision if isinstance(decision, dict) else {"action": str(decision)}
+                actions.append({"item_id": str(item_id), "agent": node, "action": action.get("action", "accept")})
+                if action.get("action") == "accept":
+                    update[agent_fields[node]] = result.model_copy(update={"route": Route.ACCEPT})
+        return {**update, "review_items": items, "reviewer_actions": actions}
+
+    return review
+
+
+def needs(route: Route) -> Callable[[Mapping[str, Any]], bool]:
+    def check(state: Mapping[str, Any]) -> bool:
+        return any(r == route for r in (state.get("routes") or {}).values())
+
+    return check
+
+
+# --------------------------------------------------------------------------- final record
+def review_from_state(
+    state: Mapping[str, Any], *, config_hash: str | None = None, latency_ms: float = 0.0
+) -> ChartReview:
+    """The :class:`ChartReview` of a finished run (status from guard_in, errors, guard_out, routes)."""
+    note: Note = state["note"]
+    status = state.get("status")
+    reason = state.get("reason")
+    errors = list(state.get("errors") or [])
+    items = tuple(state.get("review_items") or ())
+    safety_out = state.get("safety_out")
+    if status in (ReviewStatus.FAILED.value, ReviewStatus.BLOCKED.value):
+        final = ReviewStatus(status)
+    elif errors:
+        final = ReviewStatus.FAILED
+        reason = errors[0] + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+    elif safety_out is not None and not safety_out.allowed:
+        final = ReviewStatus.BLOCKED
+        reason = "; ".join(f"{f.category}: {f.message}" for f in safety_out.findings
+                           if f.severity == Severity.BLOCKING) or "output blocked by guard_out"
+    elif items or any(r == Route.REVIEW for r in (state.get("routes") or {}).values()):
+        final = ReviewStatus.NEEDS_REVIEW
+        reasons = state.get("route_reasons") or {}
+        reason = "; ".join(f"{k}: {v}" for k, v in reasons.items() if v.startswith("review"))
+    else:
+        final = ReviewStatus.OK
+    return ChartReview(
+        note_id=note.id,
+        status=final,
+        reason=reason,
+        note_sha256=note.sha256,
+        text=note.text,
+        entities=state.get("entities"),
+        codes=state.get("codes"),
+        triage=state.get("triage"),
+        summary=state.get("summary"),
+        safety_in=state.get("safety_in"),
+        safety_out=safety_out,
+        issues=tuple(state.get("issues") or ()),
+        review_items=items,
+        config_hash=config_hash,
+        latency_ms=latency_ms,
+    )
+
+
+def timed_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+__all__ = [
+    "NodeSpec",
+    "agent_node",
+    "allowed",
+    "context_of",
+    "failure_reason",
+    "guard_in",
+    "guard_out",
+    "isolated",
+    "make_escalate",
+    "make_review",
+    "make_route",
+    "needs",
+    "review_from_state",
+    "seen_note",
+    "verify",
+]
