@@ -1,0 +1,3 @@
+from medslm.cli import main
+
+main()
