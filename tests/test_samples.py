@@ -13,7 +13,7 @@ def test_samples_are_varied_synthetic_notes():
     assert any("Family history" in t for t in texts)
     assert sum(" denies " in t.lower() or " no " in t.lower() for t in texts) >= 10
     assert sum("SpO2" in t for t in texts) >= 5
-    assert sum(" mg " in t for t in texts) >= 10
+    assert sum(" mg" in t for t in texts) >= 10
 
 
 def test_limit():
