@@ -143,7 +143,9 @@ class Escalator:
 
     ``model`` is a spec (``"openai:http://127.0.0.1:8000/v1#model"``) or a loaded LanguageModel.
     ``cost_per_1k_tokens_in/out`` price the calls (any unit, e.g. USD); ``teacher_store`` (a path or a
-    :class:`TeacherStore`) records each answer once.
+    :class:`TeacherStore`; default ``<cache_dir>/teacher_labels.sqlite``; ``False`` to keep none) records
+    each answer once, and a repeated escalation returns the recorded answer without calling the LLM.
+    ``policy`` (an :class:`EscalationPolicy`) routes the LLM's result: ACCEPT, or REVIEW when it is unsure.
     """
 
     def __init__(
@@ -153,8 +155,9 @@ class Escalator:
         *,
         cost_per_1k_tokens_in: float = 0.0,
         cost_per_1k_tokens_out: float = 0.0,
-        teacher_store: TeacherStore | str | Path | None = None,
+        teacher_store: TeacherStore | str | Path | bool | None = True,
         deidentify: Callable[[str], str] | None = None,
+        policy: Any = None,
     ) -> None:
         self.settings = settings or Settings()
         spec = model if model is not None else self.settings.escalation_model
@@ -167,10 +170,14 @@ class Escalator:
         self._lm: LanguageModel | None = spec if not isinstance(spec, str) else None
         self.cost_in = float(cost_per_1k_tokens_in)
         self.cost_out = float(cost_per_1k_tokens_out)
-        self.teacher_store = (
-            teacher_store if isinstance(teacher_store, TeacherStore) or teacher_store is None
-            else TeacherStore(teacher_store)
+        if teacher_store is True:  # the default: one store per cache dir
+            teacher_store = self.settings.cache_dir / "teacher_labels.sqlite"
+        self.teacher_store: TeacherStore | None = (
+            teacher_store if isinstance(teacher_store, TeacherStore)
+            else None if teacher_store in (None, False)
+            else TeacherStore(teacher_store)  # type: ignore[arg-type]
         )
+        self.policy = policy  # when given, the LLM's result gets a route (ACCEPT, or REVIEW when unsure)
         self._deidentify = deidentify or (lambda t: deidentify_text(t, seed=self.settings.seed))
 
     @property
@@ -260,6 +267,8 @@ class Escalator:
             {**new.model_dump(), "agent": agent_name, "provenance": prov.model_dump(), "signals": signals,
              "route": None}
         )
+        if self.policy is not None:
+            out = out.model_copy(update={"route": self.policy.decide(out)})
         if self.teacher_store is not None:
             self.teacher_store.put(
                 TeacherLabel(key=key, note_id=note.id, note_sha256=note.sha256, agent=agent_name,

@@ -165,14 +165,20 @@ class EscalationPolicy:
         return Route.REVIEW
 
     @classmethod
-    def from_settings(cls, settings: Any, thresholds: Mapping[str, float] | None = None, **kw: Any) -> EscalationPolicy:
+    def from_settings(
+        cls,
+        settings: Any,
+        thresholds: Mapping[str, float] | None = None,
+        *,
+        budget: Budget | None = None,
+        **kw: Any,
+    ) -> EscalationPolicy:
         """Policy for a run: budget from ``settings.escalation_budget``, LLM if ``escalation_model`` is set."""
-        return cls(
-            thresholds,
-            Budget(max_escalations=settings.escalation_budget),
-            llm_available=settings.escalation_model is not None,
-            **kw,
-        )
+        kw.setdefault("llm_available", settings.escalation_model is not None)
+        return cls(thresholds, budget or Budget(max_escalations=settings.escalation_budget), **kw)
+
+    def threshold_for(self, agent: str) -> float:
+        return self.threshold(agent)
 
 
 @dataclass(frozen=True)

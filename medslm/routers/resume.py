@@ -83,7 +83,8 @@ def resume_item(graph: Any, queue: ReviewQueue, item_id: str, **invoke_kwargs: A
         )
     config = {"configurable": {"thread_id": item.thread_id}}
     intrs = pending_interrupts(graph, item.thread_id)
-    mine = [i for i in intrs if isinstance(i.value, dict) and i.value.get("review_item") == item_id]
+    mine = [i for i in intrs if isinstance(i.value, dict)
+            and item_id in (i.value.get("review_item"), i.value.get("item_id"))]
     if not mine:
         if item.resumed_at is not None:
             return graph.get_state(config).values  # already resumed: nothing to do, nothing twice

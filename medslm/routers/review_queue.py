@@ -71,7 +71,8 @@ class ReviewItem(BaseModel):
 
     def resume_value(self) -> dict[str, Any]:
         """What the graph's ``interrupt()`` call returns on resume."""
-        return {"item_id": self.id, "decision": self.decision.value if self.decision else None,
+        d = self.decision.value if self.decision else None
+        return {"item_id": self.id, "decision": d, "action": d,
                 "correction": self.correction, "reviewer": self.reviewer, "comment": self.comment}
 
 
