@@ -133,15 +133,16 @@ def failed_review(note_id: str, reason: str, *, config_hash: str | None = None, 
                        config_hash=config_hash)
 
 
-def run_note(graph: Any, note: Note, context: ReviewContext, config: Mapping[str, Any] | None = None) -> ChartReview:
+def run_note(graph: Any, note: Note, context: ReviewContext, config: Mapping[str, Any] | None = None,
+             config_hash: str | None = None) -> ChartReview:
     """Run ``graph`` on one note; any crash becomes a ``failed`` review (never an exception)."""
     t0 = time.perf_counter()
+    config_hash = config_hash or context.config_hash
     try:
         state = graph.invoke({"note": note}, config=dict(config) if config else None, context=context)
     except Exception as exc:  # noqa: BLE001 - per-note isolation
-        return failed_review(note.id, f"graph: {failure_reason(exc)}", config_hash=context.config_hash,
-                             sha256=note.sha256)
-    return review_from_state(state, config_hash=context.config_hash,
+        return failed_review(note.id, f"graph: {failure_reason(exc)}", config_hash=config_hash, sha256=note.sha256)
+    return review_from_state(state, config_hash=config_hash,
                              latency_ms=round((time.perf_counter() - t0) * 1000, 3))
 
 

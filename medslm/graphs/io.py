@@ -1,0 +1,276 @@
+"""Readers of note files (JSONL, CSV, Parquet) and atomic writers of review files.
+
+A reader yields ``(index, Note | InputFailure)`` for every record: a bad line, a missing or duplicate
+id, text that is not a string or not UTF-8 becomes a typed :class:`InputFailure` for that record (and
+a ``failed`` review in the output), never an exception that stops the job. Only a usage error - a file
+that does not exist, a column that is not there - raises.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medslm.errors import ConfigurationError, NoteError
+from medslm.records import ChartReview, Note, ReviewStatus
+
+FORMATS = ("jsonl", "csv", "parquet")
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
+             ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """A record that could not become a note. ``reason_code``: bad_json, bad_record, missing_id, bad_id,
+    duplicate_id, missing_text, not_text, bad_encoding. The message has no note text."""
+
+    index: int
+    note_id: str | None
+    reason_code: str
+    message: str
+
+    @property
+    def output_id(self) -> str:
+        """The id of this record's review: its id, made unique for duplicates, or its position."""
+        if self.note_id is None:
+            return f"#record-{self.index}"
+        return f"{self.note_id}#record-{self.index}" if self.reason_code == "duplicate_id" else self.note_id
+
+    def review(self, config_hash: str | None = None) -> ChartReview:
+        return ChartReview(note_id=self.output_id, status=ReviewStatus.FAILED,
+                           reason=f"{self.reason_code}: {self.message}", config_hash=config_hash)
+
+
+Record = tuple[int, Note | InputFailure]
+
+
+def detect_format(path: str | Path, fmt: str | None = None) -> str:
+    if fmt:
+        if fmt not in FORMATS:
+            from medslm.errors import UnknownNameError
+
+            raise UnknownNameError("input format", fmt, FORMATS)
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise ConfigurationError(f"cannot tell the format of {Path(path).name!r}; pass --format ({', '.join(FORMATS)})")
+    return _SUFFIXES[suffix]
+
+
+def read_records(path: str | Path, fmt: str | None = None, *, id_col: str = "id", text_col: str = "text",
+                 limit: int | None = None) -> Iterator[Record]:
+    """Every record of ``path`` as a note or a typed failure, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"input file {str(path)!r} does not exist")
+    fmt = detect_format(path, fmt)
+    raw = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[fmt](path, id_col, text_col)
+    yield from dedupe(raw, limit)
+
+
+def dedupe(records: Iterable[Record], limit: int | None = None) -> Iterator[Record]:
+    """Turn a second record with an already-seen id into a ``duplicate_id`` failure; stop at ``limit``."""
+    seen: set[str] = set()
+    for n, (index, rec) in enumerate(records):
+        if limit is not None and n >= limit:
+            return
+        if isinstance(rec, Note):
+            if rec.id in seen:
+                rec = InputFailure(index, rec.id, "duplicate_id",
+                                   f"record {index}: id {rec.id!r} already used by an earlier record")
+            else:
+                seen.add(rec.id)
+        yield index, rec
+
+
+def make_note(index: int, raw_id: Any, text: Any, metadata: dict[str, Any] | None = None) -> Note | InputFailure:
+    """Validate one record's id and text into a :class:`Note`, or say what is wrong with it."""
+    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+        return InputFailure(index, None, "missing_id", f"record {index} has no id")
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        return InputFailure(index, None, "bad_id", f"record {index}: id is a {type(raw_id).__name__}, not a string")
+    nid = str(raw_id)
+    if len(nid) > 512 or any(ord(c) < 32 for c in nid):
+        return InputFailure(index, None, "bad_id", f"record {index}: id is over 512 characters or has control characters")
+    if text is None:
+        return InputFailure(index, nid, "missing_text", f"record {index} has no text")
+    try:
+        if isinstance(text, bytes | bytearray):
+            return Note.from_bytes(nid, bytes(text), _json_safe(metadata))
+        if not isinstance(text, str):
+            return InputFailure(index, nid, "not_text", f"record {index}: text is a {type(text).__name__}, not a string")
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+            return InputFailure(index, nid, "bad_encoding", f"record {index}: text is not valid Unicode (lone surrogates)")
+        return Note(id=nid, text=text, metadata=_json_safe(metadata))
+    except NoteError as exc:
+        return InputFailure(index, nid, getattr(exc, "reason_code", "not_text"), str(exc))
+    except ValueError as exc:  # pydantic validation
+        return InputFailure(index, nid, "bad_record", f"record {index}: {type(exc).__name__}")
+
+
+def _json_safe(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    if not metadata:
+        return {}
+    out = {}
+    for k, v in metadata.items():
+        try:
+            json.dumps(v)
+            out[str(k)] = v
+        except (TypeError, ValueError):
+            out[str(k)] = repr(type(v).__name__)
+    return out
+
+
+def _jsonl(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
+    with path.open("rb") as f:
+        index = -1
+        for line in f:
+            if not line.strip():
+                continue
+            index += 1
+            try:
+                s = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield index, InputFailure(index, None, "bad_encoding", f"line {index}: not UTF-8 (byte {exc.start})")
+                continue
+            try:
+                rec = json.loads(s)
+            except (ValueError, RecursionError) as exc:
+                yield index, InputFailure(index, None, "bad_json", f"line {index}: not JSON ({type(exc).__name__})")
+                continue
+            if not isinstance(rec, dict):
+                yield index, InputFailure(index, None, "bad_record", f"line {index}: a {type(rec).__name__}, not an object")
+                continue
+            meta = rec.get("metadata") if isinstance(rec.get("metadata"), dict) else {
+                k: v for k, v in rec.items() if k not in (id_col, text_col)}
+            yield index, make_note(index, rec.get(id_col), rec.get(text_col), meta)
+
+
+def _csv(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
+    csv.field_size_limit(sys.maxsize)
+    data = path.read_bytes().decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO(data, newline=""), delimiter=delimiter)
+    cols = reader.fieldnames or []
+    for col, flag in ((id_col, "--id-col"), (text_col, "--text-col")):
+        if col not in cols:
+            raise ConfigurationError(f"CSV has no column {col!r} (columns: {', '.join(cols) or 'none'}); use {flag}")
+    index = -1
+    while True:
+        index += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield index, InputFailure(index, None, "bad_record", f"row {index}: {exc}")
+            continue
+        raw_id, text = row.get(id_col), row.get(text_col)
+        if isinstance(text, str) and any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+            yield index, InputFailure(index, raw_id if isinstance(raw_id, str) and raw_id else None, "bad_encoding",
+                                      f"row {index}: text is not UTF-8")
+            continue
+        meta = {k: v for k, v in row.items() if k not in (id_col, text_col) and isinstance(k, str)}
+        yield index, make_note(index, raw_id or None, text, meta)
+
+
+def _parquet(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover
+        from medslm.errors import MissingExtraError
+
+        raise MissingExtraError(package="pyarrow", extra="parquet", feature="Parquet input") from exc
+    pf = pq.ParquetFile(path)
+    cols = pf.schema_arrow.names
+    for col, flag in ((id_col, "--id-col"), (text_col, "--text-col")):
+        if col not in cols:
+            raise ConfigurationError(f"Parquet file has no column {col!r} (columns: {', '.join(cols)}); use {flag}")
+    index = -1
+    for batch in pf.iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            index += 1
+            meta = {k: v for k, v in row.items() if k not in (id_col, text_col)}
+            yield index, make_note(index, row.get(id_col), row.get(text_col), meta)
+
+
+def from_objects(items: Iterable[Any], *, id_col: str = "id", text_col: str = "text") -> Iterator[Record]:
+    """Records from Python objects: Notes, dicts with id/text, or plain strings (ids from their position)."""
+    for index, item in enumerate(items):
+        if isinstance(item, Note):
+            yield index, item
+        elif isinstance(item, dict):
+            meta = {k: v for k, v in item.items() if k not in (id_col, text_col)}
+            yield index, make_note(index, item.get(id_col), item.get(text_col), meta)
+        elif isinstance(item, str | bytes):
+            yield index, make_note(index, f"note-{index}", item)
+        else:
+            yield index, InputFailure(index, None, "bad_record", f"record {index}: a {type(item).__name__}")
+
+
+# --------------------------------------------------------------------------- writing
+def write_reviews(reviews: Iterable[ChartReview], path: str | Path, fmt: str | None = None) -> Path:
+    """Write reviews atomically (temp file in the same folder, fsync, rename): never a half file."""
+    path = Path(path)
+    fmt = detect_format(path, fmt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if fmt == "jsonl":
+                for r in reviews:
+                    f.write(r.model_dump_json().encode("utf-8") + b"\n")
+            else:
+                _write_table(reviews, f, fmt)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def flat_row(r: ChartReview) -> dict[str, Any]:
+    """One table row per review: status, codes, triage level, summary, counts, and the full JSON."""
+    return {
+        "note_id": r.note_id,
+        "status": r.status.value,
+        "reason": r.reason,
+        "n_entities": len(r.entities.output) if r.entities else None,
+        "codes": " ".join(c.code for c in r.codes.output) if r.codes else None,
+        "triage_level": r.triage.output.level if r.triage else None,
+        "summary": r.summary.output.text if r.summary else None,
+        "escalated": ",".join(r.escalated),
+        "review_items": len(r.review_items),
+        "issues": len(r.issues),
+        "config_hash": r.config_hash,
+        "review_json": r.model_dump_json(),
+    }
+
+
+def _write_table(reviews: Iterable[ChartReview], f: Any, fmt: str) -> None:
+    rows = [flat_row(r) for r in reviews]
+    if fmt == "csv":
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["note_id", "status", "reason"])
+        w.writeheader()
+        w.writerows(rows)
+        f.write(text.getvalue().encode("utf-8"))
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), f)
+
+
+__all__ = ["FORMATS", "InputFailure", "Record", "detect_format", "from_objects", "make_note", "read_records",
+           "write_reviews"]
