@@ -80,6 +80,20 @@ _COLUMNS = ("id", "note_id", "agent", "reason", "confidence", "result", "status"
             "reviewer", "comment", "thread_id", "interrupt_id", "created_at", "resolved_at", "resumed_at")
 
 
+def default_queue_path(settings: Any = None) -> Path:
+    """``$MEDSLM_REVIEW_QUEUE``, else ``<cache_dir>/review_queue.sqlite``."""
+    import os
+
+    env = os.environ.get("MEDSLM_REVIEW_QUEUE")
+    if env:
+        return Path(env).expanduser()
+    if settings is None:
+        from medslm.settings import default_cache_dir
+
+        return default_cache_dir() / "review_queue.sqlite"
+    return Path(settings.cache_dir) / "review_queue.sqlite"
+
+
 def item_id_for(note_id: str, agent: str, reason_kind: str) -> str:
     h = hashlib.sha256("\x1f".join((note_id, agent, reason_kind)).encode()).hexdigest()
     return "rv-" + h[:12]
@@ -239,4 +253,12 @@ def _item(row: tuple[Any, ...]) -> ReviewItem:
     return ReviewItem(**d)
 
 
-__all__ = ["Decision", "ItemStatus", "ReviewItem", "ReviewItemNotFound", "ReviewQueue", "item_id_for"]
+__all__ = [
+    "Decision",
+    "ItemStatus",
+    "ReviewItem",
+    "ReviewItemNotFound",
+    "ReviewQueue",
+    "default_queue_path",
+    "item_id_for",
+]
