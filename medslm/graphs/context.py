@@ -75,7 +75,7 @@ class ReviewContext:
             if self.guardian is None:
                 from medslm.safety import Guardian
 
-                self.guardian = _build(Guardian, self.settings)
+                self.guardian = Guardian(self.settings.model_for("guardian"), max_chars=self.settings.max_note_chars)
             return self.guardian
 
     def get_kg(self) -> Any:
@@ -89,10 +89,9 @@ class ReviewContext:
     def get_policy(self) -> Any:
         with self._lock:
             if self.policy is None:
-                from medslm.routers import Budget, EscalationPolicy
+                from medslm.routers import EscalationPolicy
 
-                budget = _build(Budget, self.settings, self.settings.escalation_budget)
-                self.policy = _build(EscalationPolicy, self.settings, budget=budget)
+                self.policy = EscalationPolicy.from_settings(self.settings)
             return self.policy
 
     def get_escalator(self) -> Any:
@@ -101,28 +100,18 @@ class ReviewContext:
             if self.escalator is None and self.settings.escalation_model:
                 from medslm.routers import Escalator
 
-                self.escalator = Escalator(model=self.settings.escalation_model)
+                self.escalator = Escalator(model=self.settings.escalation_model, settings=self.settings,
+                                           policy=self.get_policy())
             return self.escalator
 
     def get_queue(self) -> Any:
         with self._lock:
             if self.queue is None:
                 from medslm.routers import ReviewQueue
+                from medslm.routers.review_queue import default_queue_path
 
-                path = self.queue_path or (self.settings.cache_dir / "review_queue.jsonl")
-                self.queue = ReviewQueue(path)
+                self.queue = ReviewQueue(self.queue_path or default_queue_path(self.settings))
             return self.queue
-
-
-def _build(cls: Any, settings: Settings, *args: Any, **kwargs: Any) -> Any:
-    """``cls.from_settings(settings, ...)`` when the component offers it, else ``cls(...)``."""
-    factory = getattr(cls, "from_settings", None)
-    if callable(factory):
-        return factory(settings, *args, **kwargs)
-    try:
-        return cls(*args, **kwargs)
-    except TypeError:
-        return cls()
 
 
 __all__ = ["AGENT_CLASSES", "ReviewContext", "make_agent"]

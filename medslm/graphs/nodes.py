@@ -269,7 +269,7 @@ def make_route(agent_fields: Mapping[str, str], policies: Mapping[str, Any]) -> 
             if result is None:
                 continue
             policy = policies.get(node) or ctx.get_policy()
-            decided = Route(policy.decide(result))
+            decided = Route(_decide(policy, result, state["note"].id))
             threshold = _threshold(policy, result.agent)
             why = f"confidence {result.confidence:.2f}" + (f" vs threshold {threshold:.2f}" if threshold else "")
             failed_checks = [i for i in issues if i.split(":", 1)[0] in (node, result.agent)]
@@ -282,6 +282,13 @@ def make_route(agent_fields: Mapping[str, str], policies: Mapping[str, Any]) -> 
         return {**update, "routes": routes, "route_reasons": reasons}
 
     return route
+
+
+def _decide(policy: Any, result: AgentResult[Any], note_id: str) -> Route:
+    try:
+        return Route(policy.decide(result, note_id=note_id))
+    except TypeError:  # a user's policy with decide(result) only
+        return Route(policy.decide(result))
 
 
 def _threshold(policy: Any, agent: str) -> float | None:
@@ -333,25 +340,31 @@ def make_review(agent_fields: Mapping[str, str]) -> NodeFn:
         items: list[str] = []
         actions: list[dict[str, Any]] = []
         update: dict[str, Any] = {}
+        routes: dict[str, Route] = {}
         for node, route in (state.get("routes") or {}).items():
             if route != Route.REVIEW or node not in agent_fields:
                 continue
             result = state[agent_fields[node]]
             reason = reasons.get(node, "review")
-            item_id = ctx.get_queue().add(note.id, node, result, reason)
-            items.append(str(item_id))
-            if ctx.interactive:
-                from langgraph.types import interrupt
+            if not ctx.interactive:
+                items.append(str(ctx.get_queue().add(note.id, node, result, reason)))
+                continue
+            from medslm.routers import request_review
 
-                decision = interrupt(
-                    {"note_id": note.id, "agent": node, "item_id": str(item_id), "reason": reason,
-                     "result": result.model_dump(mode="json")}
-                )
-                action = decision if isinstance(decision, dict) else {"action": str(decision)}
-                actions.append({"item_id": str(item_id), "agent": node, "action": action.get("action", "accept")})
-                if action.get("action") == "accept":
-                    update[agent_fields[node]] = result.model_copy(update={"route": Route.ACCEPT})
-        return {**update, "review_items": items, "reviewer_actions": actions}
+            decision = request_review(ctx.get_queue(), note.id, node, result, reason)
+            items.append(str(decision.get("item_id", "")))
+            action = str(decision.get("decision") or decision.get("action") or "")
+            actions.append({"item_id": decision.get("item_id"), "agent": node, "action": action,
+                            "reviewer": decision.get("reviewer")})
+            fld = agent_fields[node]
+            if action == "accept":
+                update[fld] = result.model_copy(update={"route": Route.ACCEPT})
+                routes[node] = Route.ACCEPT
+            elif action == "correct" and decision.get("correction") is not None:
+                data = {**result.model_dump(mode="json"), "output": decision["correction"], "route": "accept"}
+                update[fld] = type(result).model_validate(data)
+                routes[node] = Route.ACCEPT
+        return {**update, "routes": routes, "review_items": items, "reviewer_actions": actions}
 
     return review
 
@@ -383,7 +396,7 @@ def review_from_state(
         final = ReviewStatus.BLOCKED
         reason = "; ".join(f"{f.category}: {f.message}" for f in safety_out.findings
                            if f.severity == Severity.BLOCKING) or "output blocked by guard_out"
-    elif items or any(r == Route.REVIEW for r in (state.get("routes") or {}).values()):
+    elif any(r == Route.REVIEW for r in (state.get("routes") or {}).values()):
         final = ReviewStatus.NEEDS_REVIEW
         reasons = state.get("route_reasons") or {}
         reason = "; ".join(f"{k}: {v}" for k, v in reasons.items() if v.startswith("review"))

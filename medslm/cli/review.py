@@ -1,0 +1,134 @@
+"""``medslm review``: chart review of one file of notes (or the bundled samples), resumable.
+
+Examples::
+
+    medslm review --samples                                  # the 18 sample notes, tables + JSONL
+    medslm review notes.jsonl -o reviews.jsonl               # a batch job; rerun to resume
+    medslm review notes.csv -o out.parquet --text-col body --id-col note_id
+    medslm review notes.jsonl -o out.jsonl --graph mypkg.graphs:build --engine ray
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medslm.records import ChartReview
+
+
+def review(
+    input: Annotated[Path | None, typer.Argument(help="notes file: .jsonl, .csv or .parquet", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="reviews file (.jsonl, .csv, .parquet)")] = None,
+    samples: Annotated[bool, typer.Option("--samples", help="review the bundled synthetic sample notes")] = False,
+    format: Annotated[str | None, typer.Option("--format", help="input format: jsonl, csv, parquet (default: by suffix)")] = None,
+    id_col: Annotated[str, typer.Option("--id-col", help="column / key holding the note id")] = "id",
+    text_col: Annotated[str, typer.Option("--text-col", help="column / key holding the note text")] = "text",
+    engine: Annotated[str, typer.Option("--engine", help="local or ray (Ray Data; extra 'ray')")] = "local",
+    graph: Annotated[str | None, typer.Option("--graph", help="graph builder 'module:function' (default: chart review)")] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="results store (SQLite; default: <output>.store.sqlite)")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="review only the first N records")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="notes in flight (threads; for remote models)")] = 1,
+    show: Annotated[bool | None, typer.Option("--show/--no-show", help="print a table per note (default: up to 25 notes)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Chart review of a notes file: entities, ICD-10-CM codes, triage, summary, safety, per note.
+
+    Example: medslm review notes.jsonl -o reviews.jsonl   (or: medslm review --samples)
+    """
+    from rich.console import Console
+
+    from medslm.errors import MedslmError
+    from medslm.graphs.runner import review_batch
+    from medslm.settings import Settings
+
+    console = Console()
+    if samples == (input is not None):
+        raise typer.BadParameter("give an INPUT file or --samples (one of them)")
+    if samples:
+        from medslm.samples import load_samples
+
+        inputs: Any = load_samples(limit)
+        output = output or Path("samples.reviews.jsonl")
+    else:
+        inputs = input
+    settings = Settings.from_env()
+    try:
+        report = review_batch(
+            inputs, output, graph=graph, settings=settings, store=store, format=format, id_col=id_col,
+            text_col=text_col, engine=engine, limit=None if samples else limit, progress=False if quiet else None,
+            concurrency=concurrency,
+        )
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished notes are in the store; rerun the same command to resume")
+        raise typer.Exit(130) from None
+    except MedslmError as exc:
+        console.print(f"[red]error[/]: {exc}")
+        raise typer.Exit(2) from None
+    if show or (show is None and len(report.reviews) <= 25):
+        for r in report.reviews:
+            print_review(r, console)
+    console.print(report.summary())
+    if report.output is not None:
+        console.print(f"reviews: {report.output}" + (f"   audit: {report.audit}" if report.audit else ""))
+
+
+def print_review(r: ChartReview, console: Any) -> None:
+    """``medslm.display.review_text`` when the display module is there, else a rich table."""
+    try:
+        from medslm.display import review_text
+    except ImportError:
+        console.print(review_table(r))
+        return
+    console.print(review_text(r))
+
+
+def review_table(r: ChartReview) -> Any:
+    """One rich table for one review: each agent's output with confidence and provenance."""
+    from rich.table import Table
+
+    colour = {"ok": "green", "needs_review": "yellow", "blocked": "red", "failed": "red"}[r.status.value]
+    t = Table(title=f"{r.note_id}  [{colour}]{r.status.value}[/]" + (f"  ({r.reason})" if r.reason else ""),
+              title_justify="left", show_lines=True, expand=False)
+    t.add_column("part", style="bold")
+    t.add_column("result", overflow="fold", max_width=90)
+    t.add_column("conf", justify="right")
+    t.add_column("provenance / route", overflow="fold", max_width=40)
+
+    def prov(res: Any) -> str:
+        p = res.provenance
+        bits = [p.model_id or p.backend or "rules", f"{p.latency_ms:.0f} ms"]
+        if p.escalated:
+            bits.append(f"escalated: {p.escalation_reason}")
+        if res.route is not None:
+            bits.append(f"route={res.route.value}")
+        return ", ".join(bits)
+
+    if r.entities is not None:
+        ents = "; ".join(f"{e.text} [{e.type.value}{'' if e.assertion.value == 'present' else ', ' + e.assertion.value}]"
+                         for e in r.entities.output[:12])
+        more = f" (+{len(r.entities.output) - 12})" if len(r.entities.output) > 12 else ""
+        t.add_row("entities", ents + more or "-", f"{r.entities.confidence:.2f}", prov(r.entities))
+    if r.codes is not None:
+        codes = "; ".join(f"{c.code} {c.description} ({c.confidence:.2f})" for c in r.codes.output) or "-"
+        t.add_row("ICD-10-CM", codes, f"{r.codes.confidence:.2f}", prov(r.codes))
+    if r.triage is not None:
+        flags = ", ".join(f.name for f in r.triage.output.red_flags)
+        t.add_row("triage", f"level {r.triage.output.level} ({r.triage.output.scale})" + (f"; red flags: {flags}" if flags else ""),
+                  f"{r.triage.confidence:.2f}", prov(r.triage))
+    if r.summary is not None:
+        t.add_row("summary", r.summary.output.text or "-", f"{r.summary.confidence:.2f}", prov(r.summary))
+    for name, v in (("safety in", r.safety_in), ("safety out", r.safety_out)):
+        if v is not None:
+            cats = ", ".join(sorted({f"{f.category}/{f.severity.value}" for f in v.findings})) or "no findings"
+            t.add_row(name, f"{'allowed' if v.allowed else 'BLOCKED'}: {cats}; PHI spans {len(v.phi)}; fenced {len(v.fenced)}",
+                      "", "guardian")
+    if r.issues:
+        t.add_row("verify", "\n".join(r.issues[:8]) + (f"\n(+{len(r.issues) - 8})" if len(r.issues) > 8 else ""), "", "")
+    if r.review_items:
+        t.add_row("review items", ", ".join(r.review_items), "", "queue")
+    return t
+
+
+__all__ = ["review", "review_table"]
