@@ -30,6 +30,8 @@ _LAST = (
 _STREETS = ("100 Main Street", "250 Oak Avenue", "17 Cedar Lane", "88 River Road", "402 Park Place")
 _CITIES = ("Springfield, IL 62701", "Riverside, CA 92501", "Fairview, TN 37062", "Franklin, OH 45005")
 
+_NAME_RX = r"[A-ZÀ-ÖØ-Þ][A-Za-zß-öø-ÿÀ-ÖØ-Þ]+(?:[\-'][A-Za-zß-öø-ÿÀ-ÖØ-Þ]+)?"
+
 _MONTH_NAMES = [
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december",
@@ -83,7 +85,7 @@ class _Surrogates:
         return out
 
     def name(self, original: str) -> str:
-        return re.sub(r"[A-Z][a-zA-Z]+(?:[\-'][A-Za-z]+)?", lambda m: self.name_token(m.group()), original)
+        return re.sub(_NAME_RX, lambda m: self.name_token(m.group()), original)
 
     def digits(self, original: str, kind: str) -> str:
         out = []
@@ -124,7 +126,7 @@ class _Surrogates:
 
 
 def _name_tokens(name: str) -> list[str]:
-    return re.findall(r"[A-Z][a-zA-Z]+(?:[\-'][A-Za-z]+)?", name)
+    return re.findall(_NAME_RX, name)
 
 
 def _shift_date(s: str, days: int) -> str | None:

@@ -64,9 +64,10 @@ _AGE = (
     r"|(?<=\bage )(?:9\d|1[0-1]\d)\b|(?<=\baged )(?:9\d|1[0-1]\d)\b|(?<=\bage: )(?:9\d|1[0-1]\d)\b"
 )
 
-_PHONE_CORE = r"(?:\+?1[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
+_PHONE_CORE = r"(?:00\d[\s.\-]|\+?1[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
 _PHONE = rf"(?<![\d\-/])({_PHONE_CORE})(?![\d\-/])"
-_FAX_CUE = re.compile(r"(?i)\bfax(?:\s*(?:no\.?|number|#))?\s*[:#]?\s*$")
+_PHONE_CUED = r"(?i:\b(?:phone|tel|telephone|cell|mobile|pager|call|reached\s+at|contact(?:\s+number)?|home|work)\b[^\n\d]{0,12})(\d{10})\b"
+_FAX_CUE = re.compile(r"(?i)\bfax\b[^\n\d]{0,24}$")
 
 _EMAIL = r"\b[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+\b"
 _URL = r"\b(?:https?://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:]"
@@ -79,11 +80,17 @@ _KEYED_IDS: list[tuple[str, str]] = [
     ("MRN", r"(?i:\b(?:MRN|MR#|MR\s*No\.?|medical record(?: number| no\.?| #)?|record\s*(?:number|no\.?|#)|chart\s*(?:number|no\.?|#))\s*[:#]?\s*)"),
     ("ACCOUNT", r"(?i:\b(?:acct|account|billing|encounter|visit|FIN)(?:\s*(?:number|no\.?|#|id))?\s*[:#]?\s*)"),
     ("ID", r"(?i:\b(?:member|subscriber|policy|insurance|health\s*plan|beneficiary|medicaid|medicare|license|licence|DEA|NPI|driver'?s\s*license|passport|certificate|plate|VIN|patient\s*id)(?:\s*(?:number|no\.?|#|id))?\s*[:#]?\s*)"),
-    ("DEVICE", r"(?i:\b(?:serial(?:\s*(?:number|no\.?|#))?|S/N|SN|device\s*(?:id|identifier|number|#)|UDI|IMEI|lot(?:\s*(?:number|no\.?|#))?|model\s*(?:number|no\.?|#))\s*[:#]?\s*)"),
+    ("DEVICE", r"(?i:\b(?:serial(?:\s*(?:number|no\.?|#))?|S/N|SN(?=[\s:#])|device\s*(?:id|identifier|number|#)|UDI|IMEI|lot(?:\s*(?:number|no\.?|#))?|model\s*(?:number|no\.?|#))\s*[:#]?\s*)"),
 ]  # fmt: skip
 
 _STREET_SUFFIX = (
-    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
+    r"(?:Alley|Annex|Arcade|Bayou|Beach|Bottom|Bypass|Canyon|Cape|Causeway|Center|Centers|Circles|Cliff|Cliffs|"
+    r"Club|Common|Commons|Corner|Corners|Course|Courts|Coves|Crescent|Crossroad|Curve|Dale|Dam|Divide|Drives|"
+    r"Forest|Forge|Forges|Fords|Glens|Greens|Groves|Harbors|Hollow|Inlet|Islands|Junctions|Knolls|Land|Lights|"
+    r"Loaf|Lock|Locks|Mall|Manors|Mews|Motorway|Mountains|Nook|Parks|Parkways|Passage|Pine|Plain|Plains|Points|"
+    r"Ports|Ramp|Rapid|Ridges|Roads|Rue|Spur|Spurs|Squares|Stations|Stravenue|Streets|Trafficway|Trailer|"
+    r"Viaduct|Views|Vias|Walks|Wall|Ways|Burgs|Brooks|Lakes|Orchards|"
+    r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
     r"Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Loop|Path|Pike|Route|Rte|Crossing|Xing|Row|"
     r"Alley|Walk|Heights|Hts|Ridge|Run|Point|Pt|Park|Plaza|Plz|Glen|Grove|Harbor|Hill|Hills|Island|Junction|"
     r"Meadow|Meadows|Mill|Mills|Mission|Mount|Mountain|Orchard|Pass|Pines|Port|Prairie|Ranch|Shore|Shores|"
@@ -95,23 +102,28 @@ _STREET_SUFFIX = (
 )
 _STATE = (
     r"(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|"
-    r"NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|AA|AE|AP|AS|GU|MP|PR|VI)"
+    r"NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|AA|AE|AP|AS|GU|MP|PR|VI|FM|MH|PW)"
 )
 _CAPWORD = r"[A-Z][a-zA-Z'\-]+"
 _STREET = (
-    rf"\b\d{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:{_CAPWORD}\s+){{1,3}}{_STREET_SUFFIX}\.?"
-    rf"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#|Bldg\.?|Floor|Fl\.?)\s*#?\s*[\w\-]+)?"
+    rf"\b\d{{1,6}} +(?:[NSEW]\.? +)?(?:{_CAPWORD} +){{1,3}}{_STREET_SUFFIX}\.?"
+    rf"(?:,? +(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#|Bldg\.?|Floor|Fl\.?)\s*#?\s*[\w\-]+)?"
     rf"|\b(?:PSC|USNS|USNV|USS|USCGC)\s+[\w ]+?,?\s+Box\s+\d+"
     rf"|\bP\.?\s?O\.?\s+Box\s+\d+"
 )
-_CITY_STATE_ZIP = rf"\b(?:{_CAPWORD}\s+){{0,2}}{_CAPWORD},?\s+{_STATE}\s+\d{{5}}(?:-\d{{4}})?\b"
+_CITY_STATE_ZIP = rf"\b(?:{_CAPWORD} +){{0,2}}{_CAPWORD},? +{_STATE} +\d{{5}}(?:-\d{{4}})?\b"
+_ADDRESS_CUED = r"(?i:\b(?:address|lives\s+at|residing\s+at|home\s+address|mailing\s+address)\s*[:\-]?\s*)(\d[^\n;]{4,80}?)(?=\s*(?:\n|;|$))"
 _ZIP_CUED = r"(?i:\b(?:zip|postal)(?:\s*code)?\s*[:#]?\s*)(\d{5}(?:-\d{4})?)\b"
 
 # ---- names -------------------------------------------------------------------------------------------
-_NAME_TOKEN = r"[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?"
+_UP = "A-ZÀ-ÖØ-Þ"
+_LO = "a-zß-öø-ÿ"
+_NAME_TOKEN = rf"(?:Mc|Mac|O'|D'|De|Di|La|Le|Van|Von)?[{_UP}][{_LO}]+(?:[\-'][{_UP}]?[{_LO}]+)?"
 _INITIAL = r"[A-Z]\."
 _FULLNAME = rf"{_NAME_TOKEN}(?:\s+(?:{_INITIAL}|{_NAME_TOKEN})){{0,3}}"
-_TITLE_NAME = rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Doctor|Nurse|Sister|Rev)\.?\s+({_FULLNAME})"
+_PARTICLE = r"(?:(?:van|von|de|da|di|del|della|der|den|du|la|le|ten|ter|bin|al|el|dos|das)\s+){0,2}"
+_TITLE_NAME = rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Doctor|Nurse|Sister|Rev)\.?\s+({_PARTICLE}{_FULLNAME})"
+_LAST_FIRST = rf"(?i:\b(?:patient\s+name|name|patient|pt)\s*:\s*)({_PARTICLE}{_NAME_TOKEN}),\s*({_NAME_TOKEN}(?:\s+(?:{_INITIAL}|{_NAME_TOKEN}))?)"
 _CUE_NAME = (
     r"(?i:\b(?:patient(?:'s)?\s+name|name|patient|pt|signed\s+by|electronically\s+signed\s+by|attending|"
     r"resident|PCP|primary\s+care(?:\s+physician|\s+provider)?|referr(?:ed|ing)(?:\s+physician)?(?:\s+by)?|"
@@ -123,6 +135,7 @@ _CUE_NAME = (
     rf"({_FULLNAME})"
 )
 _SUBJECT_NAME = rf"\b({_NAME_TOKEN}(?:\s+(?:{_INITIAL}|{_NAME_TOKEN})){{1,2}})(?=,?\s+(?:is|was|a|an|presents|presented|comes|came|returns|reports|states|denies|has|had|who|age|aged|\d{{1,3}}(?:-|\s)?(?:year|yo|y/o|y\.o\.|M\b|F\b)))"
+_SINGLE_SUBJECT = rf"(?:^|(?<=[.!?]\s)|(?<=\n))({_NAME_TOKEN})(?=\s+(?:was|is|has\s+been)?\s*(?:counsel+ed|educated|advised|instructed|seen|examined|discharged|admitted|told|reports|reported|states|stated|denies|denied|agrees|agreed|understands|verbali[sz]ed|tolerated|presents|presented|returns|returned|arrived|complains)\b)"
 _NAME_SUFFIX = rf"\b({_NAME_TOKEN}(?:\s+{_INITIAL})?\s+{_NAME_TOKEN}),?\s+(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PhD|DDS|MSN|BSN|FNP|CNM|LPN|PharmD)\b"
 _POSSESSIVE = rf"\b({_NAME_TOKEN}(?:\s+{_NAME_TOKEN})?)'s\s+(?:mother|father|wife|husband|daughter|son|family|home|house|apartment|phone|insurance|MRN|chart|record)"
 
@@ -131,7 +144,9 @@ def _resource_words(name: str) -> frozenset[str]:
     from importlib import resources
 
     text = resources.files("medslm.safety").joinpath("data", name).read_text(encoding="utf-8")
-    return frozenset(w.strip().lower() for w in text.split() if w.strip() and not w.startswith("#"))
+    return frozenset(
+        w.lower() for line in text.splitlines() if not line.lstrip().startswith("#") for w in line.split()
+    )
 
 
 @lru_cache(maxsize=1)
@@ -203,6 +218,9 @@ def _rule_hits(text: str) -> list[_Hit]:
         s = m.start(1)
         is_fax = bool(_FAX_CUE.search(text[max(0, s - 24) : s]))
         add(m, "FAX" if is_fax else "PHONE", 0.97, 1)
+    for m in re.finditer(_PHONE_CUED, text):
+        s = m.start(1)
+        add(m, "FAX" if _FAX_CUE.search(text[max(0, s - 24) : s]) else "PHONE", 0.9, 1)
     for pat in _DATE_PATTERNS:
         for m in re.finditer(pat, text):
             add(m, "DATE", 0.96)
@@ -214,9 +232,21 @@ def _rule_hits(text: str) -> list[_Hit]:
         add(m, "ADDRESS", 0.93)
     for m in re.finditer(_CITY_STATE_ZIP, text):
         add(m, "ADDRESS", 0.93)
+    for m in re.finditer(_ADDRESS_CUED, text):
+        add(m, "ADDRESS", 0.9, 1)
     for m in re.finditer(_ZIP_CUED, text):
         add(m, "ZIP", 0.9, 1)
-    for pat, conf in ((_TITLE_NAME, 0.95), (_NAME_SUFFIX, 0.95), (_CUE_NAME, 0.8), (_SUBJECT_NAME, 0.8), (_POSSESSIVE, 0.8)):
+    for m in re.finditer(_TITLE_NAME, text):
+        s, e = m.span(1)
+        while e > s and text[e - 1] in ".,'":
+            e -= 1
+        hits.append(_Hit(s, e, "NAME", 0.95, "rule"))
+    for m in re.finditer(_LAST_FIRST, text):
+        for g in (1, 2):
+            span = _trim_name(text, *m.span(g))
+            if span:
+                hits.append(_Hit(span[0], span[1], "NAME", 0.9, "rule"))
+    for pat, conf in ((_NAME_SUFFIX, 0.95), (_CUE_NAME, 0.8), (_SUBJECT_NAME, 0.8), (_POSSESSIVE, 0.8), (_SINGLE_SUBJECT, 0.6)):
         for m in re.finditer(pat, text):
             span = _trim_name(text, *m.span(1))
             if span and not _is_clinical_name(text[span[0] : span[1]]):
@@ -265,6 +295,8 @@ def _ner_hits(text: str) -> list[_Hit]:
         cand = text[span[0] : span[1]]
         if _is_clinical_name(cand) or any(c.isdigit() for c in cand) or cand.isupper():
             continue
+        if any(re.search(r"[a-z][A-Z]", t) and not re.match(r"(?:Mc|Mac|O'|D')", t) for t in cand.split()):
+            continue  # camel case: a brand name (MiraLax), not a person
         hits.append(_Hit(span[0], span[1], "NAME", 0.75, "ner"))
     return hits
 
@@ -278,7 +310,7 @@ def _propagate_names(text: str, hits: list[_Hit]) -> list[_Hit]:
             continue
         name = text[h.start : h.end]
         forms.add(name)
-        for tok in re.findall(r"[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?", name):
+        for tok in re.findall(_NAME_TOKEN, name):
             if len(tok) >= 3 and tok.lower() not in clinical_words():
                 forms.add(tok)
     out: list[_Hit] = []
