@@ -75,7 +75,10 @@ class ReviewContext:
             if self.guardian is None:
                 from medslm.safety import Guardian
 
-                self.guardian = Guardian(self.settings.model_for("guardian"), max_chars=self.settings.max_note_chars)
+                spec = self.settings.model_for("guardian")
+                # "rules": the guardian without a language model (rules only)
+                self.guardian = Guardian(None if spec in ("rules", "none") else spec,
+                                         max_chars=self.settings.max_note_chars)
             return self.guardian
 
     def get_kg(self) -> Any:
