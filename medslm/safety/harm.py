@@ -15,9 +15,10 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from medslm.safety.heads import LinearHead, fit_logistic, load_head
 
 _HARM_RULES = [
     r"\b(?:falsif(?:y|ied|ying)|fabricat(?:e|ing)|forg(?:e|ing)|doctor(?:ing)?|alter(?:ing)?|tamper(?:ing)?\s+with|backdat(?:e|ing))\b[^.?!]{0,40}\b(?:records?|charts?|documentation|results|data|prescriptions?|signatures?|notes?|reports?|certificates?|claims?)",
@@ -59,40 +60,11 @@ def segments(text: str, *, max_words: int = 60) -> list[str]:
     return out or [text.strip()]
 
 
-@dataclass(frozen=True)
-class HarmHead:
-    """Logistic regression on MiniLM embeddings."""
-
-    weights: tuple[float, ...]
-    bias: float
-    threshold: float  # probability at or above which a segment counts as harmful
-    meta: dict[str, Any]
-
-    def proba(self, emb: Any) -> Any:
-        import numpy as np
-
-        z = emb @ np.asarray(self.weights, dtype="float32") + self.bias
-        return 1.0 / (1.0 + np.exp(-z))
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"weights": [round(w, 6) for w in self.weights], "bias": self.bias, "threshold": self.threshold, "meta": self.meta}
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> HarmHead:
-        d = json.loads(text)
-        return cls(tuple(d["weights"]), float(d["bias"]), float(d["threshold"]), dict(d.get("meta", {})))
+HarmHead = LinearHead
 
 
-@lru_cache(maxsize=1)
-def default_head() -> HarmHead | None:
-    from importlib import resources
-
-    res = resources.files("medslm.safety").joinpath("data", "harm_head.json")
-    if not res.is_file():
-        return None
-    return HarmHead.from_json(res.read_text(encoding="utf-8"))
+def default_head() -> LinearHead | None:
+    return load_head("harm_head")
 
 
 @dataclass(frozen=True)
@@ -203,14 +175,6 @@ def _read_questions(d: Path) -> list[str]:
     return [q for _, q in sorted(enumerate(qs), key=lambda t: (t[0] % 2, t[0]))]
 
 
-def _fit(x: Any, y: Any, c: float = 4.0) -> tuple[Any, float]:
-    from sklearn.linear_model import LogisticRegression
-
-    clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
-    clf.fit(x, y)
-    return clf.coef_[0], float(clf.intercept_[0])
-
-
 def train_harm_head(data_dir: Path | str, *, folds: int = 5, target_fpr: float = 0.02, seed: int = 0) -> tuple[HarmHead, dict[str, Any]]:
     """Fit the head on MedSafetyBench train vs benign training splits; report k-fold CV figures.
 
@@ -239,7 +203,7 @@ def train_harm_head(data_dir: Path | str, *, folds: int = 5, target_fpr: float =
     oof_doc = np.zeros(len(docs))
     for k in range(folds):
         tr = fold_of_doc[seg_doc_a] != k
-        w, b = _fit(emb[tr], y_doc[seg_doc_a][tr])
+        w, b = fit_logistic(emb[tr], y_doc[seg_doc_a][tr])
         te = ~tr
         p = 1 / (1 + np.exp(-(emb[te] @ w + b)))
         for d, pp in zip(seg_doc_a[te], p, strict=True):
@@ -249,7 +213,7 @@ def train_harm_head(data_dir: Path | str, *, folds: int = 5, target_fpr: float =
     threshold = float(max(0.5, neg[idx] + 1e-6)) if len(neg) else 0.5
     recall = float((oof_doc[y_doc == 1] >= threshold).mean())
     fpr = float((oof_doc[y_doc == 0] >= threshold).mean())
-    w, b = _fit(emb, y_doc[seg_doc_a])
+    w, b = fit_logistic(emb, y_doc[seg_doc_a])
     meta = {
         "trained_on": "medsafetybench/train (harmful) vs mts-dialog train, aci-bench train, half of meqsum+pubmedqa questions",
         "segments": len(seg_txt),

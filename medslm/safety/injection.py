@@ -121,8 +121,57 @@ def _merge(cands: Iterable[InjectionCandidate]) -> list[InjectionCandidate]:
     return out
 
 
-def find_injection_candidates(text: str) -> list[InjectionCandidate]:
-    """Sentences or lines that rules flag as injected instructions, merged, with rule scores."""
+# a sentence is worth embedding only if it has some cue of talking to a machine or about its outputs
+_CUE = re.compile(
+    r"\b(?:you|your|yourself|AI|model|system|assistant|bot|LLM|GPT|agent|pipeline|tool|coder|summar\w*|triage|"
+    r"acuity|level|code|codes|coding|ICD|output|respond\w*|answer|reply|print|return|ignore|disregard|forget|"
+    r"override|bypass|skip|instruction\w*|prompt|task|escalat\w*|flag|review\w*|pretend|act|role|mode|hidden|"
+    r"omit|leave|supersede\w*|message|priority|non-?urgent)\b|[<>\[\]#|{}]|[^\x00-\x7f]",
+    re.IGNORECASE,
+)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentences (or lines) of ``text`` as [start, end) offsets, whitespace trimmed."""
+    out = []
+    for m in re.finditer(r"[^\n]+", text):
+        line_start = m.start()
+        for sm in re.finditer(r".+?(?:[.!?](?=\s|$)|$)", m.group()):
+            s, e = line_start + sm.start(), line_start + sm.end()
+            while s < e and text[s].isspace():
+                s += 1
+            while e > s and text[e - 1].isspace():
+                e -= 1
+            if e - s >= 3:
+                out.append((s, e))
+    return out
+
+
+def learned_candidates(text: str, *, floor: float = 0.3) -> list[InjectionCandidate]:
+    """Sentences the injection head (MiniLM + logistic regression) scores at or above ``floor``."""
+    from medslm.safety.heads import load_head
+
+    head = load_head("injection_head")
+    if head is None:
+        return []
+    spans = [(s, e) for s, e in sentence_spans(text) if _CUE.search(text[s:e])]
+    if not spans:
+        return []
+    from medslm.safety._embed import embed
+
+    probs = head.proba(embed([text[s:e] for s, e in spans]))
+    out = []
+    for (s, e), p in zip(spans, probs, strict=True):
+        # rescale so the head's own threshold maps to 0.5
+        t = head.threshold
+        score = 0.5 * float(p) / t if p < t else 0.5 + 0.5 * (float(p) - t) / (1 - t)
+        if score >= floor:
+            out.append(InjectionCandidate(s, e, ("learned",), round(min(score, 0.99), 4)))
+    return out
+
+
+def find_injection_candidates(text: str, *, learned: bool = True) -> list[InjectionCandidate]:
+    """Sentences or lines flagged as injected instructions (rules, and the learned head), merged, scored."""
     cands: list[InjectionCandidate] = []
     for m in HIDDEN_CHARS.finditer(text):
         s, e = _sentence_bounds(text, m.start(), m.end())
@@ -148,6 +197,8 @@ def find_injection_candidates(text: str) -> list[InjectionCandidate]:
             if rx.search(squeezed):
                 cands.append(InjectionCandidate(0, len(text), (kind, "hidden"), score))
                 break
+    if learned:
+        cands += learned_candidates(text)
     return _merge(cands)
 
 
@@ -163,4 +214,4 @@ def fence_text(text: str, spans: Sequence[Span], fill: str = " ") -> str:
     return "".join(chars)
 
 
-__all__ = ["HIDDEN_CHARS", "InjectionCandidate", "fence_text", "find_injection_candidates"]
+__all__ = ["HIDDEN_CHARS", "InjectionCandidate", "fence_text", "find_injection_candidates", "learned_candidates", "sentence_spans"]

@@ -1,0 +1,190 @@
+"""Safety guardian evaluation: harmful requests, injection suite, PHI detection, latency.
+
+``evaluate_safety(data_dir, limit=None)`` returns a flat-ish dict of figures; ``bench/safety.py`` prints it.
+Figures and where their data come from:
+
+- ``harm.*``: MedSafetyBench *train* harmful requests (recall) and benign clinical text never trained on
+  (MTS-Dialog validation + both test sets, ACI-Bench valid: dialogues and notes) for the false-positive
+  rate; the head was fitted on MedSafetyBench train, so ``harm.cv_recall`` (out-of-fold, from the head's
+  metadata) is the honest recall and ``harm.recall_in_sample`` is not.
+- ``injection.dev.*`` / ``injection.heldout.*``: the generated suite (:func:`medslm.safety.corpora.injection_suite`);
+  the held-out pool was never used to tune rules or heads.
+- ``phi.*``: per-type precision/recall on :func:`medslm.safety.corpora.synthetic_phi_notes` (seed 1; seed 0
+  was used while writing the rules), a gold span counts as found when a predicted span of the same type
+  overlaps it.
+- ``latency.*``: ``Guardian.check_input`` per note, p50/p95 in ms.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = min(len(v) - 1, max(0, round(q * (len(v) - 1))))
+    return v[k]
+
+
+def evaluate_phi(n: int = 500, *, seed: int = 1, use_ner: bool = True) -> dict[str, Any]:
+    from medslm.safety.corpora import synthetic_phi_notes
+    from medslm.safety.phi import find_phi
+
+    notes = synthetic_phi_notes(n, seed=seed)
+    tp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
+    pred_n: Counter[str] = Counter()
+    pred_ok: Counter[str] = Counter()
+    t0 = time.perf_counter()
+    for note in notes:
+        pred = find_phi(note.text, use_ner=use_ner)
+        for g in note.spans:
+            if any(p.type == g.type and p.start < g.end and g.start < p.end for p in pred):
+                tp[g.type] += 1
+            else:
+                fn[g.type] += 1
+        for p in pred:
+            pred_n[p.type] += 1
+            if any(p.type == g.type and p.start < g.end and g.start < p.end for g in note.spans):
+                pred_ok[p.type] += 1
+    out: dict[str, Any] = {"notes": n, "seed": seed, "use_ner": use_ner, "ms_per_note": 1000 * (time.perf_counter() - t0) / n}
+    per: dict[str, dict[str, float]] = {}
+    for typ in sorted(set(tp) | set(fn) | set(pred_n)):
+        gold = tp[typ] + fn[typ]
+        per[typ] = {
+            "gold": gold,
+            "recall": tp[typ] / gold if gold else float("nan"),
+            "precision": pred_ok[typ] / pred_n[typ] if pred_n[typ] else float("nan"),
+        }
+    out["per_type"] = per
+    all_gold = sum(tp.values()) + sum(fn.values())
+    out["micro_recall"] = sum(tp.values()) / all_gold if all_gold else float("nan")
+    out["micro_precision"] = sum(pred_ok.values()) / max(1, sum(pred_n.values()))
+    return out
+
+
+def evaluate_injection(guardian: Any, *, n: int = 240, heldout: bool = False, seed: int = 0) -> dict[str, Any]:
+    from medslm.safety.corpora import injection_suite
+
+    pairs = injection_suite(n, seed=seed, heldout=heldout)
+    found: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    fp = 0
+    masked_ok = 0
+    latencies: list[float] = []
+    for p in pairs:
+        t0 = time.perf_counter()
+        v = guardian.check_input(p.injected)
+        latencies.append(time.perf_counter() - t0)
+        hit = any(s.start < p.span[1] and p.span[0] < s.end for s in v.fenced)
+        total[p.kind] += 1
+        found[p.kind] += hit
+        if hit:
+            fenced = guardian.fence(p.injected, v)
+            masked_ok += fenced[p.span[0] : p.span[1]].strip() == ""
+        vb = guardian.check_input(p.benign)
+        fp += bool(vb.fenced)
+    return {
+        "pairs": len(pairs),
+        "recall": sum(found.values()) / len(pairs),
+        "fpr": fp / len(pairs),
+        "fully_masked": masked_ok / max(1, sum(found.values())),
+        "per_kind_recall": {k: found[k] / total[k] for k in sorted(total)},
+        "p50_ms": 1000 * _pct(latencies, 0.5),
+        "p95_ms": 1000 * _pct(latencies, 0.95),
+    }
+
+
+def evaluate_harm(guardian: Any, data_dir: Path | str, *, limit: int | None = None) -> dict[str, Any]:
+    from medslm.safety.harm import default_head, read_benign, read_medsafetybench
+
+    harmful = [t for t, _ in read_medsafetybench(data_dir)]
+    benign = read_benign(data_dir, heldout=True)
+    if limit:
+        harmful = harmful[:: max(1, len(harmful) // limit)][:limit]
+        benign = {k: v[: max(1, limit // len(benign))] for k, v in benign.items()}
+    flagged = [not guardian.check_input(t).allowed for t in harmful]
+    out: dict[str, Any] = {"harmful": len(harmful), "recall_in_sample": sum(flagged) / max(1, len(flagged))}
+    fp_all = 0
+    n_all = 0
+    per: dict[str, float] = {}
+    for src, texts in benign.items():
+        fps = sum(1 for t in texts if not guardian.check_input(t).allowed)
+        per[src] = fps / max(1, len(texts))
+        if src != "questions":
+            fp_all += fps
+            n_all += len(texts)
+    out["fpr_clinical_text"] = fp_all / max(1, n_all)
+    out["benign_clinical_texts"] = n_all
+    out["fpr_by_source"] = per
+    head = default_head()
+    if head is not None:
+        out["cv_recall"] = head.meta.get("cv_recall")
+        out["cv_fpr_training_benign"] = head.meta.get("cv_fpr")
+        out["threshold"] = head.threshold
+    return out
+
+
+def evaluate_latency(guardian: Any, data_dir: Path | str, *, limit: int | None = None) -> dict[str, Any]:
+    import csv
+
+    csv.field_size_limit(10**9)
+    path = Path(data_dir) / "aci-bench" / "valid.csv"
+    notes = []
+    if path.exists():
+        with path.open(encoding="utf-8", newline="") as fh:
+            notes = [r["note"] for r in csv.DictReader(fh) if r.get("note")]
+    from medslm.safety.corpora import injection_suite
+
+    notes += [p.injected for p in injection_suite(20, seed=7)]
+    if limit:
+        notes = notes[:limit]
+    guardian.check_input(notes[0])  # warm-up: loads models
+    lat = []
+    for t in notes:
+        t0 = time.perf_counter()
+        guardian.check_input(t)
+        lat.append(1000 * (time.perf_counter() - t0))
+    return {
+        "notes": len(notes),
+        "mean_chars": statistics.mean(len(t) for t in notes),
+        "p50_ms": _pct(lat, 0.5),
+        "p95_ms": _pct(lat, 0.95),
+    }
+
+
+def evaluate_safety(data_dir: Path | str | None = None, limit: int | None = None, *, model: Any = "embedded") -> dict[str, Any]:
+    """All safety figures. ``limit`` caps items per part (for a quick run)."""
+    from medslm.safety import Guardian
+
+    if data_dir is None:
+        import os
+
+        data_dir = os.environ.get("MEDSLM_DATA_DIR") or str(Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    note_g = Guardian(model=model, mode="note", register_phi=False)
+    qa_g = Guardian(model=model, mode="qa", register_phi=False)
+    n_inj = min(limit, 240) if limit else 240
+    n_phi = min(limit, 500) if limit else 500
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {
+        "phi": evaluate_phi(n_phi, use_ner=True),
+        "phi_rules_only": evaluate_phi(n_phi, use_ner=False),
+        "injection": {
+            "dev": evaluate_injection(note_g, n=n_inj, heldout=False),
+            "heldout": evaluate_injection(note_g, n=n_inj, heldout=True, seed=1),
+        },
+        "harm": evaluate_harm(qa_g, data_dir, limit=limit),
+        "latency": evaluate_latency(note_g, data_dir, limit=limit),
+    }
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+__all__ = ["evaluate_harm", "evaluate_injection", "evaluate_latency", "evaluate_phi", "evaluate_safety"]
