@@ -124,6 +124,9 @@ class GraphBuilder:
         self.concepts: dict[str, dict[str, Any]] = {}
         self.edges: set[tuple[str, str, str]] = set()
         self.systems: dict[str, str] = {}  # id -> system
+        #: systems whose owner source has loaded: other sources may link to their concepts but not add any
+        #: (a cross-walk to a retired ICD-10-CM code is dropped, never turned into a node)
+        self.closed: set[str] = set()
 
     def add_concept(
         self,
@@ -140,6 +143,8 @@ class GraphBuilder:
         """Add (or enrich) a concept; returns its id ``PREFIX:code``. A later label fills a stub's."""
         cid = f"{id_prefix(system)}:{code}"
         row = self.concepts.get(cid)
+        if system in self.closed:
+            return cid  # owned by another source: neither created nor renamed here
         if row is None:
             row = self.concepts[cid] = {f: [] for f in _LISTS}
             row.update(label="", kind="", billable=None, definition="")
@@ -167,7 +172,7 @@ class GraphBuilder:
         if norm is None:
             raise ValueError(f"not a CURIE: {cid!r} (expected PREFIX:code)")
         nid, system, code = norm
-        if nid not in self.concepts:
+        if nid not in self.concepts and system not in self.closed:
             self.add_concept(system, code)
         return nid
 
@@ -177,7 +182,7 @@ class GraphBuilder:
     def add_mapping(self, a: str, b: str) -> None:
         """A cross-walk, stored in both directions; unknown ends become stub nodes."""
         a, b = self.ensure(a), self.ensure(b)
-        if a != b:
+        if a != b and a in self.concepts and b in self.concepts:
             self.edges.add((a, b, Relation.MAPS_TO.value))
             self.edges.add((b, a, Relation.MAPS_TO.value))
 

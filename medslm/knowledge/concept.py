@@ -20,6 +20,8 @@ class Relation(StrEnum):
 
     IS_A = "is_a"  #: child -> parent
     MAPS_TO = "maps_to"  #: cross-walk between systems (stored in both directions)
+    BROAD_MATCH = "broad_match"  #: the target is broader (SSSOM skos:broadMatch); reverse: narrow_match
+    NARROW_MATCH = "narrow_match"
     HAS_SYMPTOM = "has_symptom"  #: disease -> symptom / phenotype
     EXCLUDES1 = "excludes1"  #: ICD-10-CM: never coded together
     EXCLUDES2 = "excludes2"  #: ICD-10-CM: not included here, may be coded together

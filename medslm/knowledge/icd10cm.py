@@ -119,6 +119,7 @@ class EmbeddedICD10CM:
                     for ref in cited_codes(note, known):
                         if ref != ours:
                             builder.add_edge(cid, f"ICD10CM:{ref}", rel)
+        builder.closed.add(SYSTEM)
 
 
 class EmbeddedCCSR:

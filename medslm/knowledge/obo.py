@@ -107,6 +107,7 @@ class OboSource:
             from medslm.errors import KnowledgeError
 
             raise KnowledgeError(f"OBO file {self.path} does not exist; pass the path of a .obo file")
+        own: set[str] = set()
         for term in read_obo(self.path):
             if term.obsolete:
                 continue
@@ -114,6 +115,7 @@ class OboSource:
             if norm is None:
                 continue
             _, system, code = norm
+            own.add(system)
             kind = "phenotype" if system == "HPO" else "disease" if system in ("DOID", "MONDO") else "term"
             syns = [s for s, scope in term.synonyms if scope in self.synonym_scopes]
             cid = builder.add_concept(system, code, term.name, synonyms=syns, kind=kind,
@@ -126,6 +128,7 @@ class OboSource:
                 x = curie(xref)
                 if x is not None and x[1] in MAPPED_PREFIXES and x[1] != system:
                     builder.add_mapping(cid, x[0])
+        builder.closed.update(own)  # later sources link to these terms but do not invent new ones
 
 
 class EmbeddedHPO(OboSource):
