@@ -1,7 +1,8 @@
 """A :class:`~medslm.models.base.LanguageModel` over any OpenAI-compatible HTTP endpoint.
 
 Spec: ``"openai:http://127.0.0.1:8000/v1#model"``, with optional query hints after the model name:
-``#model?server=vllm&timeout=30&retries=4``. ``server`` is ``vllm``, ``llamacpp`` or ``openai``; without
+``#model?server=vllm&timeout=30&retries=4&remote=1``. ``remote=1`` marks a loopback URL as remote (an SSH
+tunnel to another machine), so callers de-identify text before sending it. ``server`` is ``vllm``, ``llamacpp`` or ``openai``; without
 it the kind is detected once from ``GET /v1/models`` (vLLM says ``owned_by: vllm``, llama.cpp's Python
 server ``owned_by: me``).
 
@@ -85,10 +86,11 @@ def parse_openai_spec(spec: str) -> tuple[str, str, dict[str, str]]:
         raise ConfigurationError(
             f"OpenAI-compatible spec {spec!r} needs an http(s) URL, e.g. 'openai:http://127.0.0.1:8000/v1#model'"
         )
-    unknown = set(opts) - {"server", "timeout", "retries", "api_key_env"}
+    unknown = set(opts) - {"server", "timeout", "retries", "api_key_env", "remote"}
     if unknown:
         raise ConfigurationError(
-            f"unknown option(s) {sorted(unknown)} in spec {spec!r}; known: server, timeout, retries, api_key_env"
+            f"unknown option(s) {sorted(unknown)} in spec {spec!r}; known: server, timeout, retries, "
+            "api_key_env, remote"
         )
     if "server" in opts and opts["server"] not in SERVERS:
         from medslm.errors import UnknownNameError
@@ -115,6 +117,7 @@ class OpenAICompatibleModel:
         retries: int = 4,
         backoff: float = 0.5,
         api_key: str | None = None,
+        remote: bool | None = None,
     ) -> None:
         if server is not None and server not in SERVERS:
             from medslm.errors import UnknownNameError
@@ -129,6 +132,7 @@ class OpenAICompatibleModel:
         self.retries = int(retries)
         self.backoff = float(backoff)
         self._api_key = api_key
+        self._remote = remote
         self._client: Any = None
         self.attempts = 0  # HTTP attempts made (retries included), for tests and metrics
 
@@ -145,6 +149,7 @@ class OpenAICompatibleModel:
             timeout=float(opts.get("timeout", 60.0)),
             retries=int(opts.get("retries", 4)),
             api_key=os.environ.get(key_env),
+            remote=opts["remote"].lower() in ("1", "true", "yes") if "remote" in opts else None,
         )
 
     # ------------------------------------------------------------------ identity
@@ -154,7 +159,7 @@ class OpenAICompatibleModel:
             id=self.model or "(server default)",
             backend=f"openai-compat/{self.server or 'auto'}",
             revision=None,
-            remote=not is_local_url(self.base_url),
+            remote=self._remote if self._remote is not None else not is_local_url(self.base_url),
         )
 
     def load(self) -> OpenAICompatibleModel:
@@ -185,13 +190,7 @@ class OpenAICompatibleModel:
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         import httpx
-        from tenacity import (
-            RetryError,
-            Retrying,
-            retry_if_exception_type,
-            stop_after_attempt,
-            wait_exponential_jitter,
-        )
+        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
 
         url = self.base_url + path
         client = self._http()
@@ -217,7 +216,7 @@ class OpenAICompatibleModel:
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(self.retries),
-                wait=wait_exponential_jitter(initial=self.backoff, max=8.0, jitter=self.backoff),
+                wait=self._wait,
                 retry=retry_if_exception_type(_Retryable),
                 reraise=False,
             ):
@@ -231,6 +230,13 @@ class OpenAICompatibleModel:
                 "reachable? The item can go to human review"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, retry_state: Any) -> float:
+        """Exponential backoff with jitter: backoff * 2**(n-1) (at most 8 s) + up to one backoff."""
+        import random
+
+        n = max(1, int(getattr(retry_state, "attempt_number", 1)))
+        return min(8.0, self.backoff * 2 ** (n - 1)) + random.uniform(0, self.backoff)
 
     def _ensure_ready(self) -> None:
         if self.server is not None and self.model:
@@ -452,6 +458,9 @@ def vllm_python(repo_root: str | None = None) -> str | None:
     return str(cand) if cand.exists() else None
 
 
+_SHARED: dict[tuple[str, str, str], VLLMServer] = {}
+
+
 class VLLMServer:
     """``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1 as a child process.
 
@@ -570,6 +579,19 @@ class VLLMServer:
             self.kill()
         except ProcessLookupError:
             pass
+
+    @classmethod
+    def shared(cls, model_dir: str, *, python: str, name: str = "llm", **kwargs: Any) -> VLLMServer:
+        """One server per (model, python, name) in this process, started on demand (restarted after a
+        kill) and stopped when the process exits: test suites share it instead of starting several."""
+        import atexit
+
+        key = (str(model_dir), python, name)
+        srv = _SHARED.get(key)
+        if srv is None:
+            srv = _SHARED[key] = cls(model_dir, python=python, name=name, **kwargs)
+            atexit.register(srv.stop)
+        return srv.start()
 
     def __enter__(self) -> VLLMServer:
         return self.start()

@@ -249,8 +249,16 @@ class Escalator:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         latency_ms = (time.perf_counter() - t0) * 1000
-        if new.provenance.backend not in (None, self.lm.info.backend) and new.provenance.model_id != self.lm.info.id:
-            log.debug("escalated agent %s reported model %s", agent_name, new.provenance.model_id)
+        # An agent may survive a failed model by falling back to its rules (and say so in its signals):
+        # that answer is not the LLM's, so the escalation failed.
+        failed = sorted(k for k, v in new.signals.items() if k.endswith("_failed") and v)
+        other_model = new.provenance.model_id not in (None, self.lm.info.id)
+        if failed or other_model:
+            why_failed = f"signals {', '.join(failed)}" if failed else f"model {new.provenance.model_id}"
+            raise EndpointError(
+                f"escalation of {agent_name!r} for note {note.id!r}: the agent did not get an answer from "
+                f"{self.lm.info.id} ({why_failed}); is the endpoint up? The item can go to human review"
+            )
         prov = new.provenance.model_copy(
             update={
                 "model_id": self.lm.info.id,
