@@ -9,13 +9,15 @@ dictionary of known mention strings (train mentions, optionally knowledge-graph 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medslm.errors import ConfigurationError, MissingExtraError
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 #: Corpora a tagger can be trained from: name -> (relative IOB files for training, labels kept).
 CORPORA: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ncbi": (("ncbi-disease/conll/train.tsv", "ncbi-disease/conll/devel.tsv"), ("Disease",)),
+    # train split only: for choosing features on the devel split
+    "ncbi-train": (("ncbi-disease/conll/train.tsv",), ("Disease",)),
     "bc5cdr": (("bc5cdr/train.tsv",), ("Chemical", "Disease")),
 }
 FORMAT = "crf-3"
@@ -118,7 +122,8 @@ def _word_features(w: str, p: str) -> dict[str, float | str]:
     }
 
 
-def sentence_features(tokens: Sequence[str], lex_tags: Sequence[str] | None = None) -> list[dict[str, float | str]]:
+def sentence_features(tokens: Sequence[str], lex_tags: Sequence[str] | None = None,
+                      gaz_tags: Sequence[str] | None = None) -> list[dict[str, float | str]]:
     """CRF features of each token of one sentence."""
     feats: list[dict[str, float | str]] = []
     n = len(tokens)
@@ -154,6 +159,11 @@ def sentence_features(tokens: Sequence[str], lex_tags: Sequence[str] | None = No
             f["lx"] = lex_tags[i]
             f["lx-1"] = lex_tags[i - 1] if i > 0 else "^"
             f["lx+1"] = lex_tags[i + 1] if i + 1 < n else "$"
+        if gaz_tags is not None:
+            f["gz"] = gaz_tags[i]
+            f["gz-1"] = gaz_tags[i - 1] if i > 0 else "^"
+            f["gz+1"] = gaz_tags[i + 1] if i + 1 < n else "$"
+            f["gzw"] = gaz_tags[i] + "|" + lw
         feats.append(f)
     return feats
 
@@ -168,11 +178,41 @@ class TaggedSpan:
     prob: float
 
 
+Gazetteer = Callable[[Sequence[str]], list[str]]
+
+
+def kg_gazetteer(kg: Any, systems: Sequence[str] = ("ICD10CM", "HPO")) -> Gazetteer:
+    """BIO tags of the knowledge graph's lexicon matches over a token sequence (tokens joined by spaces)."""
+    skip = {"right", "left", "bilateral", "unilateral", "onset", "all", "other", "single"}
+
+    def tags(tokens: Sequence[str]) -> list[str]:
+        text = " ".join(tokens)
+        starts, pos = [], 0
+        for t in tokens:
+            starts.append(pos)
+            pos += len(t) + 1
+        out = ["O"] * len(tokens)
+        for m in kg.matcher(tuple(systems)).find(text):
+            if m.text.lower() in skip:
+                continue
+            first = bisect.bisect_right(starts, m.start) - 1
+            last = bisect.bisect_left(starts, m.end) - 1
+            if first < 0:
+                continue
+            out[first] = "B"
+            for j in range(first + 1, last + 1):
+                out[j] = "I"
+        return out
+
+    return tags
+
+
 class CrfTagger:
     """Train-once, cached CRF tagger for one corpus (``"ncbi"`` or ``"bc5cdr"``)."""
 
     def __init__(self, corpus: str, data_dir: Path, cache_dir: Path, *, c1: float = 0.05, c2: float = 0.01,
-                 max_iterations: int = 150, lexicon: bool = True) -> None:
+                 max_iterations: int = 150, lexicon: bool = True, gazetteer: Gazetteer | None = None,
+                 gazetteer_name: str = "") -> None:
         if corpus not in CORPORA:
             from medslm.errors import UnknownNameError
 
@@ -182,6 +222,8 @@ class CrfTagger:
         self.cache_dir = Path(cache_dir)
         self.c1, self.c2, self.max_iterations = c1, c2, max_iterations
         self.use_lexicon = lexicon
+        self.gazetteer = gazetteer
+        self.gazetteer_name = gazetteer_name if gazetteer is not None else ""
         self._tagger = None
         self._lexicon: Lexicon | None = None
         self._lock = threading.Lock()
@@ -208,7 +250,7 @@ class CrfTagger:
         return out
 
     def _key(self) -> str:
-        h = hashlib.sha256(f"{FORMAT}|{self.corpus}|{self.c1}|{self.c2}|{self.max_iterations}|{self.use_lexicon}".encode())
+        h = hashlib.sha256(f"{FORMAT}|{self.corpus}|{self.c1}|{self.c2}|{self.max_iterations}|{self.use_lexicon}|{self.gazetteer_name}".encode())
         for f in self._files():
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}".encode())
@@ -228,7 +270,8 @@ class CrfTagger:
             log.info("training CRF tagger %s on %d sentences", self.corpus, len(sents))
             trainer = pycrfsuite.Trainer(verbose=False)
             for (toks, tags), lex in zip(sents, self._lexicon_tags_train(sents), strict=True):
-                trainer.append(sentence_features(toks, lex), tags)
+                gaz = self.gazetteer(toks) if self.gazetteer is not None else None
+                trainer.append(sentence_features(toks, lex, gaz), tags)
             trainer.set_params({"c1": self.c1, "c2": self.c2, "max_iterations": self.max_iterations,
                                 "feature.possible_transitions": True})
             tmp = path.with_suffix(".tmp")
@@ -267,7 +310,8 @@ class CrfTagger:
             return [], []
         lex = self._lexicon.tags(tokens) if self._lexicon is not None else None
         tagger = self._tagger
-        tags = list(tagger.tag(sentence_features(tokens, lex)))
+        gaz = self.gazetteer(tokens) if self.gazetteer is not None else None
+        tags = list(tagger.tag(sentence_features(tokens, lex, gaz)))
         spans = []
         for s, e, lab in iob_spans(tags):
             p = 1.0
@@ -277,4 +321,4 @@ class CrfTagger:
         return tags, spans
 
 
-__all__ = ["CORPORA", "CrfTagger", "Lexicon", "TaggedSpan", "iob_spans", "read_iob", "sentence_features", "tokenize"]
+__all__ = ["CORPORA", "CrfTagger", "Gazetteer", "kg_gazetteer", "Lexicon", "TaggedSpan", "iob_spans", "read_iob", "sentence_features", "tokenize"]

@@ -1,0 +1,473 @@
+"""The NER agent: clinical mentions with spans, types, assertions and knowledge-graph concepts.
+
+Signals, combined per mention:
+
+- a CRF tagger trained on public corpora (train splits only; ``"bc5cdr"``: diseases and chemicals,
+  ``"ncbi"``: diseases) - see :mod:`medslm.agents.crf_tagger`;
+- the knowledge graph's lexicon matcher (ICD-10-CM + HPO names) for candidate spans and concepts, and
+  small rule lexicons for tests, procedures and anatomy;
+- document-level consistency (a string tagged once is tagged everywhere in the note; "long form (LF)"
+  abbreviations inherit the long form's type);
+- the SLM, which chooses the type of mentions whose signals disagree or that only a lexicon found, by
+  choice scoring (one forward pass per mention);
+- ConText rules for the assertion (:mod:`medslm.agents.assertion`).
+
+A mention's confidence comes from the CRF's marginal probability, the lexicon score, the SLM's
+probability of the chosen type and whether the signals agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medslm.models.base import prompt_hash
+from medslm.records import AgentResult, Assertion, ConceptRef, Entity, EntityType, Note, Provenance, Span
+
+if TYPE_CHECKING:
+    from medslm.agents.crf_tagger import CrfTagger
+    from medslm.knowledge import KnowledgeGraph
+    from medslm.models.base import LanguageModel
+
+log = logging.getLogger(__name__)
+
+_TYPE_SYSTEM = (
+    "You are a clinical NLP assistant. Classify the highlighted mention of a clinical note into one "
+    "category: problem (disease, symptom, finding), medication (drug, chemical), test (lab, imaging, "
+    "measurement), procedure (surgery, therapy), anatomy (body part)."
+)
+_TYPE_USER = "Sentence: {sentence}\nMention: \"{mention}\"\nCategory:"
+PROMPT_HASH = prompt_hash(_TYPE_SYSTEM, _TYPE_USER)
+_TYPE_OPTIONS = tuple(t.value for t in EntityType)
+
+_CRF_TYPES = {"Disease": EntityType.PROBLEM, "Chemical": EntityType.MEDICATION}
+
+_TESTS = (
+    "ct", "cta", "mri", "mra", "ecg", "ekg", "eeg", "emg", "x-ray", "xray", "radiograph", "ultrasound",
+    "ultrasonography", "echocardiogram", "echocardiography", "pet", "pet-ct", "scan", "biopsy", "troponin",
+    "cbc", "bmp", "cmp", "hba1c", "a1c", "creatinine", "urinalysis", "culture", "blood culture",
+    "blood cultures", "lipase", "d-dimer", "inr", "glucose", "hemoglobin", "potassium", "sodium", "bnp",
+    "lactate", "crp", "esr", "tsh", "psa", "white blood cell count", "platelet count", "chest x-ray",
+    "angiography", "colonoscopy", "endoscopy", "mammogram", "spirometry", "cytology", "histology",
+    "blood pressure", "heart rate", "oxygen saturation", "temperature", "pulse", "respiratory rate",
+    "laboratory", "labs", "serology", "pcr", "computed tomography", "magnetic resonance imaging",
+    "gammagraphy", "scintigraphy", "pyelography", "urography", "doppler", "immunohistochemistry",
+)
+_PROCEDURE_SUFFIXES = ("ectomy", "otomy", "ostomy", "plasty", "pexy", "rrhaphy", "scopy", "centesis", "graphy")
+_PROCEDURES = (
+    "surgery", "resection", "transplant", "transplantation", "intubation", "dialysis", "hemodialysis",
+    "chemotherapy", "radiotherapy", "radiation therapy", "catheterization", "stent", "stenting", "bypass",
+    "amputation", "excision", "drainage", "transfusion", "ablation", "cardioversion", "suture", "repair",
+    "implantation", "embolization", "debridement", "physiotherapy", "ventilation", "mechanical ventilation",
+)
+_ANATOMY = (
+    "heart", "lung", "lungs", "liver", "kidney", "kidneys", "brain", "abdomen", "chest", "head", "neck",
+    "arm", "leg", "foot", "hand", "eye", "ear", "skin", "bladder", "colon", "stomach", "spleen", "pancreas",
+    "ureter", "urethra", "uterus", "ovary", "prostate", "thyroid", "spine", "knee", "hip", "shoulder",
+    "pelvis", "bone", "artery", "vein", "aorta", "breast", "esophagus", "duodenum", "rectum", "testis",
+)
+_SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])|\n+")
+#: HPO modifiers (laterality, onset, severity…) are not mentions on their own
+_NOT_MENTIONS = frozenset({
+    "right", "left", "bilateral", "unilateral", "acute", "chronic", "severe", "mild", "moderate", "onset",
+    "progressive", "episodic", "recurrent", "frequent", "generalized", "localized", "distal", "proximal",
+    "pain", "mass", "lesion", "abnormal", "abnormality", "normal", "disease", "disorder", "syndrome", "all",
+    "death", "borderline", "weakness", "other", "single", "history", "diagnosis",
+})
+
+
+def _rule_lexicon() -> dict[tuple[str, ...], EntityType]:
+    from medslm.agents.crf_tagger import _TOKEN_RE
+
+    table: dict[tuple[str, ...], EntityType] = {}
+    for words, typ in ((_TESTS, EntityType.TEST), (_PROCEDURES, EntityType.PROCEDURE), (_ANATOMY, EntityType.ANATOMY)):
+        for w in words:
+            table[tuple(_TOKEN_RE.findall(w.lower()))] = typ
+    return table
+
+
+def default_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The public datasets: the argument, ``$MEDSLM_DATA_DIR``, else ``../shared/data`` beside the repo."""
+    if data_dir is not None:
+        return Path(data_dir)
+    env = os.environ.get("MEDSLM_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@dataclass
+class _Mention:
+    start: int
+    end: int
+    type: EntityType
+    crf_prob: float = 0.0
+    lex_score: float = 0.0
+    rule: bool = False
+    propagated: bool = False
+    concept_ids: tuple[str, ...] = ()
+    slm_prob: float | None = None
+    slm_agrees: bool | None = None
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of sentences (rule-based: sentence punctuation before a capital, or newlines)."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for m in _SENT_RE.finditer(text):
+        if text[start : m.start()].strip():
+            out.append((start, m.start()))
+        start = m.end()
+    if text[start:].strip():
+        out.append((start, len(text)))
+    return out
+
+
+class NerAgent:
+    """Clinical mentions of a note: ``NerAgent().run(note, state) -> AgentResult[list[Entity]]``.
+
+    ``model``: a model spec (``"embedded"``) or a :class:`LanguageModel`; ``None`` turns the SLM off.
+    ``kg``: a :class:`KnowledgeGraph` (``None``: ``KnowledgeGraph.default()``).
+    ``tagger``: the CRF corpus (``"bc5cdr"``, ``"ncbi"``) or ``None`` for lexicon and rules only.
+    ``lexicon_spans``: add knowledge-graph lexicon matches that the tagger missed (clinical notes);
+    ``rule_types``: add tests, procedures and anatomy from rule lexicons;
+    ``gazetteer``: give the CRF the knowledge graph's lexicon matches as features.
+    """
+
+    name = "ner"
+
+    def __init__(
+        self,
+        model: str | LanguageModel | None = "embedded",
+        kg: KnowledgeGraph | None = None,
+        *,
+        tagger: str | None = "bc5cdr",
+        data_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        lexicon_spans: bool = True,
+        rule_types: bool = True,
+        propagate: bool = True,
+        assertion: bool = True,
+        concepts: bool = True,
+        max_slm_calls: int = 6,
+        gazetteer: bool = True,
+        systems: Sequence[str] = ("ICD10CM", "HPO"),
+    ) -> None:
+        self.model = model
+        self._kg = kg
+        self.tagger_name = tagger
+        self.data_dir = data_dir
+        self.cache_dir = cache_dir
+        self.lexicon_spans = lexicon_spans
+        self.rule_types = rule_types
+        self.propagate = propagate
+        self.assertion = assertion
+        self.concepts = concepts
+        self.max_slm_calls = max_slm_calls
+        self.gazetteer = gazetteer
+        self.systems = tuple(systems)
+        self._lm: LanguageModel | None = None
+        self._tagger: CrfTagger | None = None
+        self._assert: Any = None
+        self._rules: dict[tuple[str, ...], EntityType] | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lazy parts
+    @property
+    def kg(self) -> KnowledgeGraph:
+        if self._kg is None:
+            from medslm.knowledge import KnowledgeGraph
+
+            self._kg = KnowledgeGraph.default()
+        return self._kg
+
+    @property
+    def lm(self) -> LanguageModel | None:
+        if self.model is None:
+            return None
+        if self._lm is None:
+            if isinstance(self.model, str):
+                from medslm.models.catalog import load_model
+
+                self._lm = load_model(self.model)
+            else:
+                self._lm = self.model
+        return self._lm
+
+    def _crf(self) -> CrfTagger | None:
+        if self.tagger_name is None:
+            return None
+        with self._lock:
+            if self._tagger is None:
+                from medslm.agents.crf_tagger import CrfTagger, kg_gazetteer
+                from medslm.settings import default_cache_dir
+
+                cache = Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
+                gaz = kg_gazetteer(self.kg) if self.gazetteer else None
+                self._tagger = CrfTagger(self.tagger_name, default_data_dir(self.data_dir), cache, gazetteer=gaz,
+                                         gazetteer_name="kg:ICD10CM+HPO" if gaz else "").load()
+        return self._tagger
+
+    def load(self) -> NerAgent:
+        """Load the tagger, the knowledge graph's matcher, ConText and the SLM now (otherwise on first use)."""
+        self._crf()
+        if self.lexicon_spans or self.concepts:
+            self.kg.matcher(self.systems)
+        if self.assertion:
+            from medslm.agents.assertion import AssertionClassifier
+
+            self._assert = AssertionClassifier().load()
+        _ = self.lm
+        return self
+
+    # ------------------------------------------------------------------ signals
+    def _tagged(self, text: str, sentences: list[tuple[int, int]]) -> list[_Mention]:
+        from medslm.agents.crf_tagger import tokenize
+
+        crf = self._crf()
+        if crf is None:
+            return []
+        out = []
+        for s0, s1 in sentences:
+            spans = [(s0 + a, s0 + b) for a, b in tokenize(text[s0:s1])]
+            if not spans:
+                continue
+            _, tagged = crf.tag([text[a:b] for a, b in spans])
+            for t in tagged:
+                out.append(_Mention(spans[t.start][0], spans[t.end - 1][1], _CRF_TYPES.get(t.label, EntityType.PROBLEM),
+                                    crf_prob=t.prob))
+        return out
+
+    def _lexicon(self, text: str) -> list[_Mention]:
+        out = []
+        for m in self.kg.matcher(self.systems).find(text):
+            if m.text.lower() in _NOT_MENTIONS or len(m.text) < 3 and not m.text.isupper():
+                continue
+            out.append(_Mention(m.start, m.end, EntityType.PROBLEM, lex_score=m.score, concept_ids=m.concept_ids))
+        return out
+
+    def _ruled(self, text: str) -> list[_Mention]:
+        from medslm.agents.crf_tagger import tokenize
+
+        if self._rules is None:
+            self._rules = _rule_lexicon()
+        rules = self._rules
+        toks = tokenize(text)
+        low = [text[a:b].lower() for a, b in toks]
+        out = []
+        i = 0
+        while i < len(toks):
+            hit = None
+            for n in (4, 3, 2, 1):
+                key = tuple(low[i : i + n])
+                if len(key) == n and key in rules:
+                    hit = (n, rules[key])
+                    break
+            if hit is None and len(low[i]) > 6 and low[i].isalpha() and low[i].endswith(_PROCEDURE_SUFFIXES):
+                typ = EntityType.TEST if low[i].endswith(("scopy", "graphy")) else EntityType.PROCEDURE
+                hit = (1, typ)
+            if hit:
+                n, typ = hit
+                out.append(_Mention(toks[i][0], toks[i + n - 1][1], typ, rule=True))
+                i += n
+            else:
+                i += 1
+        return out
+
+    @staticmethod
+    def _merge(primary: list[_Mention], extra: list[_Mention]) -> list[_Mention]:
+        """Add ``extra`` mentions that overlap none of ``primary``; merge signals of identical spans."""
+        by_span = {(m.start, m.end): m for m in primary}
+        out = list(primary)
+        taken = sorted((m.start, m.end) for m in primary)
+        for m in extra:
+            same = by_span.get((m.start, m.end))
+            if same is not None:
+                same.lex_score = max(same.lex_score, m.lex_score)
+                same.concept_ids = same.concept_ids or m.concept_ids
+                same.rule = same.rule or m.rule
+                continue
+            if any(a < m.end and m.start < b for a, b in taken):
+                continue
+            out.append(m)
+            taken.append((m.start, m.end))
+            by_span[(m.start, m.end)] = m
+        return sorted(out, key=lambda m: (m.start, m.end))
+
+    @staticmethod
+    def _propagate(text: str, mentions: list[_Mention]) -> list[_Mention]:
+        """Tag other occurrences of tagged strings, and "long form (LF)" abbreviations, in the same note."""
+        found = [m for m in mentions if m.crf_prob > 0]
+        extra: list[_Mention] = []
+        # abbreviations defined in the text: "... long form (ABBR)"
+        for m in found:
+            after = re.match(r"\s*\(\s*([A-Za-z][A-Za-z0-9\-]{0,9})\s*\)", text[m.end :])
+            if after:
+                abbr = after.group(1)
+                if abbr.upper() == abbr or any(c.isupper() for c in abbr):
+                    a0 = m.end + after.start(1)
+                    extra.append(_Mention(a0, a0 + len(abbr), m.type, crf_prob=m.crf_prob * 0.9, propagated=True))
+        surfaces: dict[str, _Mention] = {}
+        for m in [*found, *extra]:
+            s = text[m.start : m.end]
+            if len(s) >= 3 and (m.crf_prob >= 0.5):
+                surfaces.setdefault(s if s.isupper() else s.lower(), m)
+        for s, src in surfaces.items():
+            flags = 0 if s.isupper() else re.IGNORECASE
+            for hit in re.finditer(r"(?<![\w-])" + re.escape(s) + r"(?![\w-])", text, flags):
+                extra.append(_Mention(hit.start(), hit.end(), src.type, crf_prob=src.crf_prob * 0.9, propagated=True))
+        return NerAgent._merge(mentions, extra)
+
+    def _slm_types(self, text: str, mentions: list[_Mention], sentences: list[tuple[int, int]]) -> tuple[int, int, float]:
+        """Ask the SLM for the type of the mentions that need it; returns (calls, tokens_in, seconds)."""
+        lm = self.lm
+        if lm is None or self.max_slm_calls <= 0:
+            return 0, 0, 0.0
+        # the mentions whose type rests on one weak signal first: lexicon-only, then low-CRF-probability
+        need = [m for m in mentions if m.crf_prob == 0 and not m.rule] + sorted(
+            (m for m in mentions if 0 < m.crf_prob < 0.7 and not m.propagated), key=lambda m: m.crf_prob)
+        calls = tokens = 0
+        seconds = 0.0
+        for m in need[: self.max_slm_calls]:
+            s0, s1 = next(((a, b) for a, b in sentences if a <= m.start < b), (max(0, m.start - 150), m.end + 150))
+            sentence = text[s0:s1][:400]
+            messages = [
+                {"role": "system", "content": _TYPE_SYSTEM},
+                {"role": "user", "content": _TYPE_USER.format(sentence=sentence, mention=text[m.start:m.end])},
+            ]
+            scores = lm.score_choices(messages, _TYPE_OPTIONS)
+            calls += 1
+            tokens += scores.tokens_in
+            seconds += scores.latency_s
+            probs = scores.as_dict()
+            m.slm_prob = probs.get(m.type.value, 0.0)
+            m.slm_agrees = scores.best == m.type.value
+            if m.crf_prob == 0 and m.lex_score > 0 and not m.slm_agrees and scores.best_prob > 0.6:
+                # a lexicon-only mention: the knowledge graph says problem; a confident SLM may retype it
+                m.type = EntityType(scores.best)
+                m.slm_prob = scores.best_prob
+        return calls, tokens, seconds
+
+    @staticmethod
+    def _confidence(m: _Mention) -> float:
+        """Noisy-OR of the span signals, scaled by the SLM's type probability when it was asked."""
+        span_signals = [m.crf_prob, 0.7 * m.lex_score, 0.6 if m.rule else 0.0]
+        miss = 1.0
+        for p in span_signals:
+            miss *= 1.0 - max(0.0, min(1.0, p))
+        conf = 1.0 - miss
+        if m.propagated:
+            conf *= 0.95
+        if m.slm_prob is not None:
+            conf *= 0.5 + 0.5 * m.slm_prob
+        return round(max(0.0, min(1.0, conf)), 4)
+
+    # ------------------------------------------------------------------ run
+    def extract(self, text: str) -> tuple[list[Entity], dict[str, float]]:
+        """Entities of a text and the raw signals (no provenance)."""
+        t0 = time.perf_counter()
+        sentences = split_sentences(text)
+        mentions = self._tagged(text, sentences)
+        if self.propagate:
+            mentions = self._propagate(text, mentions)
+        lex: list[_Mention] = []
+        if self.lexicon_spans or self.concepts:
+            lex = self._lexicon(text)
+        # lexicon concepts for tagged spans; new spans only when asked for
+        by_span = {(m.start, m.end): m for m in lex}
+        for m in mentions:
+            hit = by_span.get((m.start, m.end))
+            if hit is not None:
+                m.lex_score, m.concept_ids = hit.lex_score, hit.concept_ids
+        if self.lexicon_spans:
+            mentions = self._merge(mentions, lex)
+        if self.rule_types:
+            mentions = self._merge(mentions, self._ruled(text))
+        calls, tokens_in, slm_s = self._slm_types(text, mentions, sentences)
+        assertions = [Assertion.PRESENT] * len(mentions)
+        if self.assertion and mentions:
+            if self._assert is None:
+                from medslm.agents.assertion import AssertionClassifier
+
+                self._assert = AssertionClassifier()
+            assertions = self._assert.classify(text, [(m.start, m.end) for m in mentions])
+        entities = []
+        for m, a in zip(mentions, assertions, strict=True):
+            entities.append(Entity(
+                start=m.start, end=m.end, text=text[m.start : m.end], type=m.type, assertion=a,
+                concepts=self._concepts(text[m.start : m.end], m) if self.concepts else (),
+                confidence=self._confidence(m), source=self._source(m),
+            ))
+        confs = [e.confidence for e in entities]
+        signals = {
+            "n_entities": float(len(entities)),
+            "mean_confidence": sum(confs) / len(confs) if confs else 1.0,
+            "min_confidence": min(confs) if confs else 1.0,
+            "n_crf": float(sum(m.crf_prob > 0 for m in mentions)),
+            "n_lexicon": float(sum(m.lex_score > 0 for m in mentions)),
+            "n_agree": float(sum(m.crf_prob > 0 and m.lex_score > 0 for m in mentions)),
+            "slm_calls": float(calls),
+            "slm_agreement": (sum(bool(m.slm_agrees) for m in mentions if m.slm_agrees is not None) / calls) if calls else 1.0,
+            "slm_tokens_in": float(tokens_in),
+            "slm_seconds": slm_s,
+            "seconds": time.perf_counter() - t0,
+        }
+        return entities, signals
+
+    def _concepts(self, surface: str, m: _Mention) -> tuple[ConceptRef, ...]:
+        kg = self.kg
+        refs: list[ConceptRef] = []
+        if m.concept_ids:
+            for cid in m.concept_ids[:3]:
+                c = kg.get(cid)
+                if c is not None:
+                    refs.append(c.ref(m.lex_score or 1.0))
+            return tuple(refs)
+        if m.type is not EntityType.PROBLEM:
+            return ()
+        for cand in kg.lookup(surface, systems=self.systems, k=2, fuzzy=len(surface) >= 5):
+            if cand.score >= 0.75:
+                refs.append(cand.concept.ref(cand.score))
+        return tuple(refs)
+
+    @staticmethod
+    def _source(m: _Mention) -> str:
+        parts = [name for name, on in (("crf", m.crf_prob > 0), ("lexicon", m.lex_score > 0), ("rules", m.rule),
+                                        ("slm", m.slm_prob is not None)) if on]
+        return "+".join(parts) or "crf"
+
+    def run(self, note: Note, state: Mapping[str, Any] | None = None) -> AgentResult[list[Entity]]:
+        text = (state or {}).get("text") or note.text
+        entities, signals = self.extract(text)
+        lm = self._lm
+        info = lm.info if lm is not None else None
+        confs = [e.confidence for e in entities]
+        # the note's confidence: mean entity confidence, pulled down by the weakest mention
+        conf = (0.5 * signals["mean_confidence"] + 0.5 * signals["min_confidence"]) if confs else 0.9
+        log.debug("ner note=%s entities=%d slm_calls=%d", note.id, len(entities), int(signals["slm_calls"]))
+        return AgentResult[list[Entity]](
+            agent=self.name,
+            output=entities,
+            confidence=round(max(0.0, min(1.0, conf)), 4),
+            evidence=tuple(Span(start=e.start, end=e.end, label=e.type.value) for e in entities),
+            provenance=Provenance(
+                model_id=info.id if info else None,
+                model_revision=info.revision if info else None,
+                backend=info.backend if info else None,
+                prompt_hash=PROMPT_HASH,
+                tokens_in=int(signals["slm_tokens_in"]),
+                tokens_out=int(signals["slm_calls"]),
+                latency_ms=round(signals["seconds"] * 1000, 2),
+            ),
+            signals=signals,
+        )
+
+
+__all__ = ["PROMPT_HASH", "NerAgent", "default_data_dir", "split_sentences"]
