@@ -76,8 +76,9 @@ class ReviewContext:
                 from medslm.safety import Guardian
 
                 spec = self.settings.model_for("guardian")
-                # "rules": the guardian without a language model (rules only)
-                self.guardian = Guardian(None if spec in ("rules", "none") else spec,
+                # "rules": the guardian without a language model or spaCy NER (regular expressions only)
+                rules = spec in ("rules", "none")
+                self.guardian = Guardian(None if rules else spec, use_ner=not rules,
                                          max_chars=self.settings.max_note_chars)
             return self.guardian
 
