@@ -11,14 +11,16 @@ Each server gets its own constraint format:
 =============  ===========================================  ===============================================
 constraint     vLLM (0.12+, ``structured_outputs``)          llama.cpp server                 / OpenAI
 =============  ===========================================  ===============================================
-JsonSchema     ``response_format: {type: json_schema, …}``  ``response_format: {type: json_object, schema}``
+JsonSchema     compact-JSON ``regex`` (outlines-core), else   ``response_format: {type: json_object, schema}``
+               ``response_format: {type: json_schema, …}``
 Choice         ``structured_outputs: {choice: [...]}``      GBNF ``grammar`` alternatives   / json enum
 Regex          ``structured_outputs: {regex: ...}``         not supported (ConfigurationError)
 =============  ===========================================  ===============================================
 
 ``score_choices`` on vLLM is exact: each option is appended as the assistant's answer through the
 server's own chat template (``/tokenize``), and ``prompt_logprobs`` give the log-likelihood of the
-option's tokens (one batched ``/v1/completions`` request). Other servers fall back to the first
+option's tokens and the end-of-turn token (one batched ``/v1/completions`` request), as the
+transformers backend scores them. Other servers fall back to the first
 answer token's ``top_logprobs`` under the choice constraint.
 
 Timeouts, connection errors, HTTP 429 and 5xx are retried with exponential backoff (tenacity); after the
@@ -259,6 +261,10 @@ class OpenAICompatibleModel:
         server = self.server
         if isinstance(constraint, JsonSchema):
             schema = constraint.as_dict()
+            if server == "vllm":
+                regex = _compact_json_regex(schema)
+                if regex is not None:  # the same compact-JSON regex the in-process backend decodes with
+                    return {"structured_outputs": {"regex": regex}}
             if server == "llamacpp":
                 return {"response_format": {"type": "json_object", "schema": schema}}
             return {"response_format": {"type": "json_schema",
@@ -281,13 +287,18 @@ class OpenAICompatibleModel:
             )
         raise ConfigurationError(f"unknown constraint {type(constraint).__name__}; use JsonSchema, Choice or Regex")
 
-    def _parse(self, text: str, constraint: Constraint | None) -> Any:
+    def _parse(self, text: str, constraint: Constraint | None, finish_reason: str | None = None) -> Any:
         if constraint is None:
             return text
         if isinstance(constraint, JsonSchema):
             try:
                 return constraint.parse(text)
             except ValueError as exc:
+                if finish_reason == "length":
+                    raise ModelError(
+                        f"{self.info.id} at {self.base_url} was cut off at max_tokens before the JSON was "
+                        f"complete ({len(text)} characters); raise max_tokens or bound the schema's strings"
+                    ) from None
                 raise ModelError(
                     f"{self.info.id} at {self.base_url} returned {len(text)} characters that do not validate "
                     f"against the JSON schema ({type(exc).__name__}); does the server enforce response_format?"
@@ -338,7 +349,7 @@ class OpenAICompatibleModel:
         )
         usage = data.get("usage") or {}
         return Generation(
-            value=self._parse(text, constraint),
+            value=self._parse(text, constraint, choice.get("finish_reason")),
             text=text,
             token_logprobs=tuple(min(0.0, lp) for lp in lps),
             tokens_in=int(usage.get("prompt_tokens", 0)),
@@ -372,14 +383,17 @@ class OpenAICompatibleModel:
         prefix = self._tokenize({"messages": msgs, "add_generation_prompt": True})
         prompts: list[list[int]] = []
         for o in opts:
-            full = self._tokenize({"messages": [*msgs, {"role": "assistant", "content": o}],
-                                   "add_generation_prompt": False, "continue_final_message": True})
-            if full[: len(prefix)] != prefix or len(full) == len(prefix):
+            turn = [*msgs, {"role": "assistant", "content": o}]
+            open_ = self._tokenize({"messages": turn, "add_generation_prompt": False, "continue_final_message": True})
+            closed = self._tokenize({"messages": turn, "add_generation_prompt": False})
+            if open_[: len(prefix)] != prefix or len(open_) == len(prefix):
                 raise ModelError(
                     f"{self.info.id}: the chat template does not extend the prompt with the answer; "
                     "cannot score options exactly"
                 )
-            prompts.append(full)
+            # score the option and the end of the turn (so '1' does not win by being a prefix of '10')
+            end = len(open_) + 1 if closed[: len(open_)] == open_ and len(closed) > len(open_) else len(open_)
+            prompts.append(closed[:end])
         data = self._request("POST", "/completions", {
             "model": self.model, "prompt": prompts, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0,
         })
@@ -414,6 +428,22 @@ class OpenAICompatibleModel:
                     best = max(best, float(t["logprob"]))
             out.append(best)
         return out, int((data.get("usage") or {}).get("prompt_tokens", 0))
+
+
+def _compact_json_regex(schema: dict[str, Any]) -> str | None:
+    """The schema as a regex with at most one space between JSON tokens (outlines-core), or None.
+
+    vLLM's JSON mode allows any whitespace, and a small model can fill max_tokens with newlines
+    inside a valid-so-far object; the regex form keeps JSON compact, as the transformers backend does.
+    """
+    try:
+        from outlines_core.json_schema import build_regex_from_schema
+    except ImportError:
+        return None
+    try:
+        return str(build_regex_from_schema(json.dumps(schema), r"[ ]?"))
+    except Exception:  # noqa: BLE001 - a schema outlines-core cannot express: use the server's JSON mode
+        return None
 
 
 def _schema_name(schema: dict[str, Any]) -> str:
