@@ -80,7 +80,7 @@ class TaskSpec:
     extract: Callable[[Any], Any]  # ChartReview -> prediction
     score: Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]  # (golds, preds) -> metrics
     units: Callable[[Any, Any], list[tuple[float, bool]]] | None = None  # (review, gold) -> calib units
-    rules_options: dict[str, Any] | None = None  # agent options without a language model
+    rules_agent: dict[str, Any] | None = None  # make_agent(role, **this): the agent without a language model
 
 
 # ------------------------------------------------------------------------------------------ tasks
@@ -211,15 +211,18 @@ def _safety_score(golds: Sequence[Any], preds: Sequence[Any]) -> dict[str, float
 
 TASKS: dict[str, TaskSpec] = {
     "ner": TaskSpec("ner", "ner", "NCBI-disease test (PubTator, disease spans)", "medslm.evals.ner",
-                    "evaluate_ner", "lenient_f1", _load_ner, _ner_pred, _ner_score, _ner_units),
+                    "evaluate_ner", "lenient_f1", _load_ner, _ner_pred, _ner_score, _ner_units,
+                    rules_agent={"model": None}),
     "icd": TaskSpec("icd", "icd", "CodiEsp dev (English, diagnosis codes)", "medslm.evals.icd",
-                    "evaluate_icd", "micro_f1", _load_icd, _icd_pred, _icd_score, _icd_units),
+                    "evaluate_icd", "micro_f1", _load_icd, _icd_pred, _icd_score, _icd_units,
+                    rules_agent={"model": None}),
     "triage": TaskSpec("triage", "triage", "KTAS (expert level)", "medslm.evals.triage", "evaluate_triage",
                        "accuracy", _load_triage, _triage_pred, _triage_score, _triage_units,
-                       rules_options={"use_slm": False}),
+                       rules_agent={"model": "embedded", "use_slm": False}),
     "summarize": TaskSpec("summarize", "summarize", "MTS-Dialog validation (dialogue -> section)",
                           "medslm.evals.summarize", "evaluate_summarization", "rougeL", _load_summaries,
-                          _summary_pred, _summary_score),
+                          _summary_pred, _summary_score,
+                          rules_agent={"model": "embedded", "abstractive": False}),
     "safety": TaskSpec("safety", "guardian", "MedSafetyBench (harmful) + MeQSum questions (benign)",
                        "medslm.evals.safety", "evaluate_safety", "balanced_accuracy", _load_safety,
                        lambda v: v, _safety_score),
@@ -282,7 +285,7 @@ def _jsonable(x: Any) -> Any:
 
 # ------------------------------------------------------------------------------------------ probes
 def _graph_probe(spec: TaskSpec, records: Sequence[tuple[str, str, Any]], settings: Any,
-                 model: Any = None, options: dict[str, Any] | None = None) -> list[Item]:
+                 model: Any = None, agent: Any = None) -> list[Item]:
     from medslm.graphs.builders import run_note
     from medslm.graphs.context import ReviewContext
     from medslm.graphs.pipeline import Pipeline
@@ -290,8 +293,12 @@ def _graph_probe(spec: TaskSpec, records: Sequence[tuple[str, str, Any]], settin
     from medslm.safety import Guardian
 
     graph = (Pipeline(name=f"eval_{spec.name}", settings=settings)
-             .add("guard_in").add(spec.role, model=model, **(options or {})).add("verify").add("route")
-             .compile())
+             .add("guard_in"))
+    if agent is not None:
+        graph.add(agent, name=spec.role)
+    else:
+        graph.add(spec.role, model=model)
+    graph = graph.add("verify").add("route").compile()
     ctx = ReviewContext(settings=settings, guardian=Guardian(model=None, register_phi=False))
     items = []
     for rid, text, gold in records:
@@ -338,7 +345,10 @@ def _probe(spec: TaskSpec, system: str, records: Sequence[tuple[str, str, Any]],
         model = {"rules": None, "slm": settings.model_for("guardian"), "llm": settings.escalation_model}[system]
         return _guardian_probe(records, model)
     if system == "rules":
-        return _graph_probe(spec, records, settings, options=spec.rules_options)
+        from medslm.graphs.context import make_agent
+
+        opts = dict(spec.rules_agent or {})
+        return _graph_probe(spec, records, settings, agent=make_agent(spec.role, opts.pop("model", None), **opts))
     if system == "llm":
         return _graph_probe(spec, records, settings, model=settings.escalation_model)
     return _graph_probe(spec, records, settings)
@@ -402,7 +412,7 @@ def run_task(spec: TaskSpec, data_dir: Path, limit: int | None, *, probe: int, s
     for system in systems:
         if system == "cascade":
             continue
-        if system == "rules" and spec.role != "guardian" and spec.rules_options is None:
+        if system == "rules" and spec.role != "guardian" and spec.rules_agent is None:
             out["systems"]["rules"] = {"skipped": "no model-free variant of this agent; see the task's own table"}
             continue
         if system == "llm" and not settings.escalation_model:

@@ -78,6 +78,30 @@ def _flatten(d: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
     return [(prefix, d)]
 
 
+def _is_row(v: Any) -> bool:
+    return isinstance(v, Mapping) and sum(isinstance(x, int | float) and not isinstance(x, bool) for x in v.values()) >= 2
+
+
+def _system_tables(figs: Any, prefix: str = "", depth: int = 0) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
+    """Find tables of systems (a mapping with two or more children of numeric figures) in a task's figures."""
+    if not isinstance(figs, Mapping) or depth > 2:
+        return [], figs
+    rows = {k: v for k, v in figs.items() if _is_row(v)}
+    tables: list[tuple[str, dict[str, Any]]] = []
+    rest: dict[str, Any] = {}
+    if len(rows) >= 2:
+        tables.append((prefix, rows))
+        rest = {k: v for k, v in figs.items() if k not in rows}
+    else:
+        rest = dict(figs)
+    for k in list(rest):
+        sub, left = _system_tables(rest[k], f"{prefix}.{k}" if prefix else str(k), depth + 1)
+        if sub:
+            tables += sub
+            rest[k] = left
+    return tables, rest
+
+
 def _task_eval_section(te: Mapping[str, Any]) -> str:
     status = te.get("status")
     if status != "ok":
@@ -85,17 +109,16 @@ def _task_eval_section(te: Mapping[str, Any]) -> str:
         return f"Task evaluation `{te.get('function', '')}`: **{status}** {why}".rstrip()
     figs = te.get("figures", {})
     lines = [f"Task evaluation `{te['function']}` ({te.get('seconds', 0):.0f} s):", ""]
-    table = figs.get("rows") or figs.get("systems") if isinstance(figs, Mapping) else None
-    rest = figs
-    if isinstance(table, Mapping) and table and all(isinstance(v, Mapping) for v in table.values()):
+    tables, rest = _system_tables(figs)
+    for title, table in tables:
         cols: list[str] = []
         for v in table.values():
-            for k, x in v.items():
-                if isinstance(x, int | float) and k not in cols:
-                    cols.append(k)
+            cols += [k for k, x in v.items() if isinstance(x, int | float) and not isinstance(x, bool) and k not in cols]
+        if title:
+            lines.append(f"`{title}`:")
+            lines.append("")
         lines.append(_table(["system", *cols], [[str(s), *[_fmt(v.get(c)) for c in cols]] for s, v in table.items()]))
         lines.append("")
-        rest = {k: v for k, v in figs.items() if k not in ("rows", "systems")}
     flat = [(k, v) for k, v in _flatten(rest) if v is not None and (not isinstance(v, str) or len(v) < 160)]
     if flat:
         shown = flat[:60]
