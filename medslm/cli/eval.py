@@ -37,7 +37,7 @@ def eval_command(
     from medslm.evals.report import headline_table, write_report
 
     if not quiet:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         logging.getLogger("medslm.evals").setLevel(logging.INFO)
     result = run_eval(task, data, limit=limit, probe=probe, systems=tuple(system or SYSTEMS),
                       task_eval=task_eval, n_boot=bootstrap)
