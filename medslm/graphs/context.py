@@ -42,7 +42,9 @@ class ReviewContext:
     maps a role (or a node name) to an agent object; missing roles are built from ``settings.models``.
     ``interactive=True`` makes the review node pause the graph with LangGraph's ``interrupt`` (needs a
     checkpointer; resume with ``Command(resume=...)``); otherwise review items go to the queue and the
-    run goes on.
+    run goes on. ``serialize_agents`` (default) runs one agent at a time per context even where the graph
+    fans out: on CPU, parallel branches only fight over the cores and share one model; turn it off when
+    agents call remote endpoints, so that their requests overlap.
     """
 
     settings: Settings = field(default_factory=Settings)
@@ -54,7 +56,15 @@ class ReviewContext:
     queue: Any = None
     queue_path: Path | None = None
     interactive: bool = False
+    serialize_agents: bool = True
+    _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    def agent_slot(self) -> Any:
+        """A context manager held while an agent runs (a no-op when ``serialize_agents`` is off)."""
+        import contextlib
+
+        return self._agent_lock if self.serialize_agents else contextlib.nullcontext()
 
     @property
     def config_hash(self) -> str:

@@ -106,12 +106,21 @@ def isolated(name: str, fn: NodeFn, settings: Settings | None = None) -> NodeFn:
         except Exception as exc:  # noqa: BLE001 - per-note isolation is the point
             note = state.get("note")
             log.warning("node %s failed on note %s: %s", name, getattr(note, "id", "?"), type(exc).__name__)
+            log.debug("node %s failed at %s", name, _where(exc))
             return {"errors": [f"{name}: {failure_reason(exc)}"]}
         return out or {}
 
     node.__name__ = name
     node.__doc__ = fn.__doc__
     return node
+
+
+def _where(exc: BaseException) -> str:
+    """File and line where ``exc`` was raised (no message: it may hold note text)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
 
 
 @dataclass(frozen=True)
@@ -178,8 +187,10 @@ def agent_node(
     out_field = field_name or AGENT_FIELDS.get(role or name, name)
 
     def run(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
-        worker = agent if agent is not None else context_of(runtime).agent(role or name, model, options)
-        return {out_field: worker.run(seen_note(state), state)}
+        ctx = context_of(runtime)
+        worker = agent if agent is not None else ctx.agent(role or name, model, options)
+        with ctx.agent_slot():
+            return {out_field: worker.run(seen_note(state), state)}
 
     run.__name__ = name
     run.__doc__ = f"Run the {role or type(agent).__name__} agent; write {out_field!r}."
