@@ -45,7 +45,8 @@ _CSS = """
   font-size:12.5px;background:#f8f9fa;border-radius:6px;padding:8px 10px;max-height:420px;overflow:auto}
 .medslm-review mark.medslm-ent{border-radius:3px;padding:0 2px;color:inherit}
 """ + "".join(
-    f".medslm-review mark.medslm-ent[data-type='{t}']{{background:{c}}}\n" for t, c in _TYPE_COLOURS.items()
+    f".medslm-review mark.medslm-ent[data-type='{t}'],.medslm-review .medslm-swatch[data-type='{t}']"
+    f"{{background:{c}}}\n" for t, c in _TYPE_COLOURS.items()
 ) + """
 .medslm-review mark.medslm-ent[data-assertion='negated']{text-decoration:line-through;opacity:.75}
 .medslm-review mark.medslm-ent[data-assertion='possible']{border-bottom:2px dotted #5f6368}
@@ -63,6 +64,7 @@ _CSS = """
 .medslm-review .medslm-muted{color:#5f6368}
 .medslm-review .medslm-unsupported{color:#a50e0e}
 .medslm-review .medslm-legend span{margin-right:8px}
+.medslm-review .medslm-swatch{border-radius:3px;padding:0 4px}
 """
 
 
@@ -280,7 +282,7 @@ def review_html(review: ChartReview) -> str:
     out.append("<h4>Note</h4>")
     if text is not None:
         legend = "".join(
-            f"<span><mark class='medslm-ent' data-type='{t}'>{t}</mark></span>" for t in _TYPE_COLOURS
+            f"<span class='medslm-swatch' data-type='{t}'>{t}</span>" for t in _TYPE_COLOURS
         )
         out.append(
             f"<div class='medslm-legend medslm-muted'>{legend} <span>negated = struck through, possible = "
