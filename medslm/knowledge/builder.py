@@ -127,6 +127,8 @@ class GraphBuilder:
         #: systems whose owner source has loaded: other sources may link to their concepts but not add any
         #: (a cross-walk to a retired ICD-10-CM code is dropped, never turned into a node)
         self.closed: set[str] = set()
+        #: names for concepts of closed systems (lexical entries only, not part of the Concept record)
+        self.extra_names: dict[str, list[str]] = {}
 
     def add_concept(
         self,

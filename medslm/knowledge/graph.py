@@ -238,8 +238,14 @@ class KnowledgeGraph:
             if c.label == c.code and not c.synonyms:
                 continue  # a stub: a cross-walk target without names
             names.setdefault(c.system, []).extend((cid, n) for n in c.names)
+        for cid, extra in builder.extra_names.items():
+            if cid in rows:
+                names.setdefault(rows[cid][1], []).extend((cid, n) for n in extra)
         indexes = {system: LexicalIndex(pairs) for system, pairs in names.items()}
         borrowed = _borrow_synonyms(rows, indexes)
+        for cid, extra in builder.extra_names.items():
+            if cid in rows:
+                borrowed[cid] = tuple(dict.fromkeys((*borrowed.get(cid, ()), *extra)))
         return _Loaded(rows, graph, indexes, versions, borrowed)
 
     # ------------------------------------------------------------------ concepts

@@ -9,6 +9,7 @@ import pytest
 
 from medslm.errors import KnowledgeError
 from medslm.knowledge import GraphBuilder, KnowledgeGraph, Relation
+from medslm.knowledge.testing import FewIcdCodes
 from medslm.knowledge.doid import DoidReports
 from medslm.knowledge.obo import OboSource, read_obo
 from medslm.knowledge.rdf import RdfSource, iri_to_curie
@@ -17,22 +18,6 @@ from medslm.knowledge.sssom import SssomSource
 from medslm.knowledge.umls import UmlsRrfSource
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-class FewIcdCodes:
-    """Three real ICD-10-CM codes, owning the system like the embedded source does."""
-
-    name = "few-icd"
-
-    def version(self) -> str:
-        return "1"
-
-    def load(self, builder: GraphBuilder) -> None:
-        for code, label in (("I21.9", "Acute myocardial infarction, unspecified"),
-                            ("E11.9", "Type 2 diabetes mellitus without complications"),
-                            ("I25.9", "Chronic ischemic heart disease, unspecified")):
-            builder.add_concept("ICD10CM", code, label, billable=True)
-        builder.closed.add("ICD10CM")
 
 
 def small_graph(*sources) -> KnowledgeGraph:
@@ -86,7 +71,7 @@ def test_snomed_rf2() -> None:
     # map to a code that is not ICD-10-CM 2026 is dropped; inactive map rows too
     assert [c.id for c in kg.crosswalk("SNOMEDCT:900000303", to="ICD10CM")] == ["ICD10CM:E11.9"]
     assert kg.crosswalk("SNOMEDCT:900000202", to="ICD10CM") == []
-    assert kg.count("ICD10CM") == 3
+    assert kg.count("ICD10CM") == 4
     gb = small_graph(SnomedRf2Source(FIXTURES / "snomed", language_refset="900000000000508004"))
     assert gb.get("SNOMEDCT:900000101").label == "Fixture cardiac infarction (GB)"
 
@@ -145,4 +130,4 @@ def test_doid_reports_and_sssom(data_dir: Path) -> None:
     # MONDO broad matches are not exact cross-walks
     broad = {c.id for c in kg.related("MONDO:0004995", Relation.BROAD_MATCH)}
     assert kg.crosswalk("MONDO:0004995", to="ICD10CM", hops=1) == [] or broad
-    assert kg.count("ICD10CM") == 3  # cross-walks never invent ICD-10-CM codes
+    assert kg.count("ICD10CM") == 4  # cross-walks never invent ICD-10-CM codes
