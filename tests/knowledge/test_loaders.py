@@ -9,7 +9,7 @@ import pytest
 
 from medslm.errors import KnowledgeError
 from medslm.knowledge import GraphBuilder, KnowledgeGraph, Relation
-from medslm.knowledge.testing import FewIcdCodes
+from medslm.knowledge.testing import FewIcdCodes, IcdSubset
 from medslm.knowledge.doid import DoidReports
 from medslm.knowledge.obo import OboSource, read_obo
 from medslm.knowledge.rdf import RdfSource, iri_to_curie
@@ -131,3 +131,27 @@ def test_doid_reports_and_sssom(data_dir: Path) -> None:
     broad = {c.id for c in kg.related("MONDO:0004995", Relation.BROAD_MATCH)}
     assert kg.crosswalk("MONDO:0004995", to="ICD10CM", hops=1) == [] or broad
     assert kg.count("ICD10CM") == 4  # cross-walks never invent ICD-10-CM codes
+
+
+def test_every_valid_doid_icd10cm_xref_resolves_through_crosswalk(data_dir: Path) -> None:
+    """Each DOID→ICD10CM xref of ``allXREFinDO.tsv`` that is a valid 2026 code is a ``crosswalk`` result;
+    the others (retired or made-up codes) are not invented as concepts."""
+    import csv
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import simple_icd_10_cm as icd
+
+    with (data_dir / "doid" / "allXREFinDO.tsv").open(encoding="utf-8", newline="") as fh:
+        pairs = {(r["id"], r["xref"].removeprefix("ICD10CM:")) for r in csv.DictReader(fh, delimiter="\t")
+                 if r["xref"].startswith("ICD10CM:")}
+    valid = {(d, c) for d, c in pairs if icd.is_valid_item(c)}
+    invalid = pairs - valid
+    assert len(valid) > 3_000 and invalid  # the file has both kinds
+    kg = KnowledgeGraph([IcdSubset(sorted({c for _, c in valid})), DoidReports(data_dir / "doid")],
+                        use_cache=False).load()
+    missing = [(d, c) for d, c in sorted(valid)
+               if f"ICD10CM:{c}" not in {x.id for x in kg.crosswalk(d, to="ICD10CM", hops=1)}]
+    assert missing == []
+    assert all(kg.get(f"ICD10CM:{c}") is None for _, c in invalid if c not in {v for _, v in valid})
