@@ -160,12 +160,21 @@ def guard_out(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
     ctx = context_of(runtime)
     summary = state.get("summary")
     codes = state.get("codes")
+    code_list = [c.code for c in codes.output] if codes is not None else []
     verdict = ctx.get_guardian().check_output(
         state["note"].text,
         summary_text=summary.output.text if summary is not None else None,
-        codes=[c.code for c in codes.output] if codes is not None else [],
+        codes=code_list,
+        input_verdict=state.get("safety_in"),
+        code_validator=_kg_validator(ctx) if code_list else None,
     )
     return {"safety_out": verdict}
+
+
+def _kg_validator(ctx: ReviewContext) -> Callable[[str], bool]:
+    """Codes are checked against the run's knowledge graph (the one ``icd`` and ``verify`` use)."""
+    kg = ctx.get_kg()
+    return lambda code: kg.get(code, "ICD10CM") is not None
 
 
 def allowed(state: Mapping[str, Any]) -> bool:
@@ -195,6 +204,13 @@ def agent_node(
     run.__name__ = name
     run.__doc__ = f"Run the {role or type(agent).__name__} agent; write {out_field!r}."
     return run
+
+
+def kg_lookup(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
+    """Ground entities in the run's knowledge graph (see :func:`medslm.knowledge.tool.make_kg_lookup_node`)."""
+    from medslm.knowledge.tool import make_kg_lookup_node
+
+    return make_kg_lookup_node(context_of(runtime).get_kg())(state)
 
 
 # --------------------------------------------------------------------------- verify
@@ -445,6 +461,7 @@ __all__ = [
     "guard_in",
     "guard_out",
     "isolated",
+    "kg_lookup",
     "make_escalate",
     "make_review",
     "make_route",

@@ -80,6 +80,8 @@ BUILTINS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str
     "review": (("note", "routes"), ("route_reasons",),
                ("review_items", "reviewer_actions", "entities", "codes", "triage", "summary"),
                "queue for a human (interrupt in interactive runs)"),
+    "kg_lookup": (("note",), ("text", "entities"), ("entities",),
+                  "ground entities (or, without NER, lexicon matches) in the knowledge graph"),
     "guard_out": (("note",), ("summary", "codes"), ("safety_out",),
                   "screen outputs for unsafe advice, PHI leaks, unsupported claims"),
 }
@@ -272,7 +274,7 @@ class Pipeline:
             return N.make_escalate(agent_fields, agent_objects)
         if t == "review":
             return N.make_review(agent_fields)
-        return {"guard_in": N.guard_in, "guard_out": N.guard_out, "verify": N.verify}[t]
+        return {"guard_in": N.guard_in, "guard_out": N.guard_out, "verify": N.verify, "kg_lookup": N.kg_lookup}[t]
 
     def _state_class(self) -> type:
         """The state schema, extended with any field a user node writes that the schema lacks."""

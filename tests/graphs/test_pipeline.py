@@ -159,3 +159,80 @@ def test_a_crashing_node_fails_only_its_note_without_text_in_reason():
     r = review(Note(id="n9", text="PATIENT JOHN SMITH"), graph)
     assert r.status.value == "failed"
     assert r.reason.startswith("boom: ValueError") and "JOHN" not in r.reason
+
+
+KG_NOTE = "Essential hypertension. Type 2 diabetes mellitus without complications. Denies fever."
+
+
+def test_kg_lookup_alone_grounds_lexicon_matches_in_the_embedded_kg():
+    from medslm.graphs.builders import review
+
+    graph = Pipeline(name="kg").add("guard_in").add("kg_lookup").compile()
+    r = review(Note(id="k1", text=KG_NOTE), graph)
+    assert r.status.value == "ok", r.reason
+    assert r.entities.agent == "kg_lookup"
+    got = {KG_NOTE[e.start : e.end]: {c.id for c in e.concepts} for e in r.entities.output}
+    assert "ICD10CM:I10" in got["Essential hypertension"]
+    assert "ICD10CM:E11.9" in got["Type 2 diabetes mellitus without complications"]
+    assert {"ICD10CM:R50.9", "HP:0001945"} <= got["fever"]
+
+
+class _BareNer:
+    """A user's NER without concepts: kg_lookup after it fills them in, keeping spans and assertions."""
+
+    name = "ner"
+
+    def run(self, note, state):
+        from medslm.records import Entity
+
+        spans = [("Essential hypertension", "present"), ("fever", "negated"), ("zorblax", "present")]
+        ents = [Entity(start=note.text.index(w), end=note.text.index(w) + len(w), text=w, type="problem",
+                       assertion=a, confidence=0.9) for w, a in spans if w in note.text]
+        return AgentResult(agent="ner", output=ents, confidence=0.9)
+
+
+def test_kg_lookup_after_ner_fills_concepts_and_keeps_assertions():
+    from medslm.graphs.builders import review
+
+    text = KG_NOTE + " Zorblax noted."
+    graph = Pipeline().add(_BareNer()).add("kg_lookup").compile()
+    r = review(Note(id="k2", text=text.replace("Zorblax", "zorblax")), graph)
+    assert r.status.value == "ok", r.reason
+    by_text = {e.text: e for e in r.entities.output}
+    assert [e.text for e in r.entities.output] == ["Essential hypertension", "fever", "zorblax"]
+    assert "ICD10CM:I10" in {c.id for c in by_text["Essential hypertension"].concepts}
+    assert by_text["fever"].assertion.value == "negated" and by_text["fever"].concepts
+    assert by_text["zorblax"].concepts == ()  # no such concept: nothing invented
+
+
+def test_kg_lookup_beside_ner_is_a_conflicting_parallel_write():
+    with pytest.raises(GraphContractError, match=r"nodes 'ner' and 'kg_lookup' run in parallel and both write 'entities'"):
+        Pipeline().add("guard_in").add("ner", "kg_lookup").compile()
+
+
+def test_cli_runs_a_users_graph_module(tmp_path, monkeypatch):
+    """``medslm review IN -o OUT --graph mymodule:build`` with a module of the user's, unchanged."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medslm.cli import app
+
+    (tmp_path / "mygraphs.py").write_text(
+        "from medslm import Pipeline\n\n"
+        "def word_count(state):\n"
+        "    return {'issues': [f\"words: {len(state['note'].text.split())}\"]}\n\n"
+        "def build(settings):\n"
+        "    return Pipeline(name='mine', settings=settings).add('guard_in').add(word_count, writes=['issues']).compile()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("MEDSLM_MODEL_GUARDIAN", "rules")
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "text": "one two three"}\n{"id": "b", "text": ""}\n{"id": "c", "text": "four five"}\n')
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["review", str(src), "-o", str(out), "--graph", "mygraphs:build", "--quiet", "--no-show"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["note_id"], r["status"]) for r in rows] == [("a", "ok"), ("b", "failed"), ("c", "ok")]
+    assert rows[0]["issues"] == ["words: 3"] and rows[2]["issues"] == ["words: 2"]
+    assert "3 notes (3 reviewed" in res.output and "failures by reason: " in res.output
