@@ -38,16 +38,28 @@ class _Marks(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def executed(data_dir):
-    import os
+def executed(data_dir, tmp_path_factory):
+    """The notebook executed by a kernel running this very interpreter.
 
+    The kernelspec is written for the test into a temporary folder (``ipykernel``'s own writer, argv =
+    ``sys.executable -m ipykernel_launcher``), so a fresh ``pip install -e ".[test]"`` venv needs no
+    ``ipykernel install`` step, and no other Jupyter installation or ``python`` on PATH is used.
+    """
     import nbformat
+    from ipykernel.kernelspec import write_kernel_spec
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
+    kernels = tmp_path_factory.mktemp("kernels")
+    write_kernel_spec(kernels / "medslm-tour")
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    os.environ.setdefault("MEDSLM_DATA_DIR", str(data_dir))
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDSLM_DATA_DIR", str(data_dir))  # the kernel inherits the environment
+        mp.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path_factory.mktemp("jupyter-runtime")))
+        ksm = KernelSpecManager(kernel_dirs=[str(kernels)], ensure_native_kernel=False)
+        km = KernelManager(kernel_name="medslm-tour", kernel_spec_manager=ksm)
+        NotebookClient(nb, km=km, timeout=600, resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     return nb
 
 
