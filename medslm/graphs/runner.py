@@ -101,8 +101,7 @@ class BatchReport:
 
     @property
     def failures(self) -> dict[str, int]:
-        return dict(Counter((r.reason or "unknown").split(":", 1)[0] for r in self.reviews
-                            if r.status == ReviewStatus.FAILED))
+        return dict(Counter(failure_kind(r.reason) for r in self.reviews if r.status == ReviewStatus.FAILED))
 
     @property
     def notes_per_min(self) -> float:
@@ -121,9 +120,18 @@ class BatchReport:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         return (
             f"{n} notes ({self.processed} reviewed, {self.skipped} already done) in {self.seconds:.1f} s: "
-            f"{self.notes_per_min:.1f} notes/min, p50 {self.percentile(0.5):.0f} ms, p95 {self.percentile(0.95):.0f} ms; "
+            f"{self.notes_per_min / 60:.2f} notes/s ({self.notes_per_min:.1f} notes/min), p50 {self.percentile(0.5):.0f} ms, p95 {self.percentile(0.95):.0f} ms; "
             f"{counts}; escalated {self.escalated} ({share:.1%}); failures by reason: {fails}"
         )
+
+
+def failure_kind(reason: str | None) -> str:
+    """The kind of a failure, without its message: ``"empty_note"``, ``"ner: ModelError"``, ``"graph: RuntimeError"``."""
+    import re
+
+    head, _, rest = (reason or "unknown").partition(":")
+    m = re.match(r"\s*([A-Za-z_][\w.]*)(?=:|\s\(|$)", rest)
+    return f"{head}: {m[1]}" if m else head
 
 
 # --------------------------------------------------------------------------- progress
@@ -136,6 +144,7 @@ class _Progress:
         self.console = Console(stderr=True)
         self.enabled = self.console.is_terminal if enabled is None else enabled
         self.counts: Counter[str] = Counter()
+        self.reviewed = 0
         self._bar: Any = None
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -149,16 +158,23 @@ class _Progress:
             self._bar.start()
             self._t0 = time.perf_counter()
 
+    #: live counts, always shown in this order (a zero is information too)
+    SHOWN = (("escalated", "escalated"), ("needs_review", "review"), ("blocked", "blocked"), ("failed", "failed"))
+
     def advance(self, review: ChartReview, skipped: bool = False) -> None:
         if review.escalated:
             self.counts["escalated"] += 1
         if review.status != ReviewStatus.OK:
             self.counts[review.status.value] += 1
+        if not skipped:
+            self.reviewed += 1
         if self._bar is not None:
-            done = self._bar.tasks[0].completed + 1
-            rate = done / max(time.perf_counter() - self._t0, 1e-9)
-            counts = " ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-            self._bar.update(self._task, advance=1, rate=f"{rate * 60:.0f} notes/min", counts=counts)
+            # the rate counts notes reviewed in this run (skipped ones cost nothing)
+            rate = self.reviewed / max(time.perf_counter() - self._t0, 1e-9)
+            self._bar.update(self._task, advance=1, rate=f"{rate * 60:.0f} notes/min", counts=self.counts_text())
+
+    def counts_text(self) -> str:
+        return " · ".join(f"{label} {self.counts[key]}" for key, label in self.SHOWN)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -311,4 +327,4 @@ async def areview_batch(inputs: Any, output: Any = None, **kwargs: Any) -> Batch
     return await asyncio.to_thread(review_batch, inputs, output, **kwargs)
 
 
-__all__ = ["ENGINES", "BatchReport", "areview_batch", "job_key", "load_graph", "review_batch"]
+__all__ = ["ENGINES", "BatchReport", "areview_batch", "failure_kind", "job_key", "load_graph", "review_batch"]

@@ -74,7 +74,7 @@ def test_rerun_skips_done_and_retries_failed(tmp_path):
     rows = _notes(12)
     src = _write_jsonl(tmp_path / "in.jsonl", rows)
     first = review_batch(src, tmp_path / "out.jsonl", graph=graph, progress=False)
-    assert first.processed == 12 and first.failures == {"sometimes": 1}
+    assert first.processed == 12 and first.failures == {"sometimes: RuntimeError": 1}
     assert [r.note_id for r in first.reviews] == [r["id"] for r in rows]
     flaky.unlink()
     second = review_batch(src, tmp_path / "out.jsonl", graph=graph, progress=False)
@@ -183,3 +183,45 @@ def test_output_formats(tmp_path, fmt):
         rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert [r["note_id"] for r in rows] == [n.id for n in notes]
     assert [int(r["triage_level"]) for r in rows] == [r.triage.output.level for r in report.reviews]
+
+
+class _ToyTriage:
+    """A user's triage agent (narrow unit test of the counters): level from the text, "esc" marks an escalated result."""
+
+    name = "triage"
+
+    def run(self, note, state):
+        from medslm.records import AgentResult, Provenance, TriageResult
+
+        return AgentResult(agent="triage", output=TriageResult(level=2 if "urgent" in note.text else 4),
+                           confidence=0.9, provenance=Provenance(escalated="esc" in note.text))
+
+
+def test_progress_bar_live_counts_and_end_summary(tmp_path, capfd):
+    from medslm.graphs.builders import LevelPolicy
+    from medslm.graphs.context import ReviewContext
+
+    def boom(state):
+        if "boom" in state["note"].text:
+            raise RuntimeError(state["note"].text)
+        return {"issues": []}
+
+    graph = (Pipeline(name="toy").add("guard_in").add(_ToyTriage(), policy=LevelPolicy(max_level=2))
+             .add(boom, writes=["issues"])
+             .add("route").add("review").compile())
+    texts = ["fine", "urgent", "fine esc", "boom", "urgent esc", "boom", "fine", "", "boom"]
+    notes = [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)]
+    ctx = ReviewContext(settings=CHEAP, queue_path=tmp_path / "queue.sqlite")
+    report = review_batch(notes, graph=graph, context=ctx, progress=True)
+    err = capfd.readouterr().err
+    bar = [ln for ln in err.splitlines() if ln.startswith("review")][-1]
+    assert "9/9" in bar and "notes/min" in bar
+    # route sends urgent notes to review; a crashing node and an empty record fail; two results escalated
+    assert "escalated 2 · review 2 · blocked 0 · failed 4" in bar
+    assert report.counts == {"ok": 3, "needs_review": 2, "failed": 4}
+    assert report.failures == {"boom: RuntimeError": 3, "empty_note": 1}
+    s = report.summary()
+    assert "9 notes (9 reviewed, 0 already done)" in s and " notes/s (" in s
+    assert "escalated 2 (22.2%)" in s
+    assert "failures by reason: boom: RuntimeError 3, empty_note 1" in s
+    assert "boom" not in err.replace("boom: RuntimeError", "").replace("node boom", "")  # no note text in logs
