@@ -187,9 +187,19 @@ class KnowledgeGraph:
     def _read(self, path: Path) -> _Loaded | None:
         if not path.exists():
             return None
+        import gc
+
         try:
-            with path.open("rb") as f:
-                data = pickle.load(f)
+            # ~1M small objects: the cyclic collector would run dozens of times while unpickling and
+            # more than double the load time; nothing is garbage here, so it pauses for the load.
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                with path.open("rb") as f:
+                    data = pickle.load(f)
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
             if not isinstance(data, _Loaded):
                 raise TypeError(type(data).__name__)
             return data
