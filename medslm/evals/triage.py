@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,12 +34,9 @@ _MENTAL = {1: "alert", 2: "responds to verbal stimuli", 3: "responds to pain onl
 
 
 def _data_dir(data_dir: str | Path | None) -> Path:
-    if data_dir is not None:
-        return Path(data_dir)
-    env = os.environ.get("MEDSLM_DATA_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    from medslm.evals.datasets import resolve_data_dir
+
+    return resolve_data_dir(data_dir)
 
 
 def _num(x: Any) -> float | None:
@@ -191,15 +187,24 @@ def _slm_scores(rows: Sequence[dict[str, Any]], agent: Any, cache: Path | None) 
     out = []
     key_base = agent.prompt_hash
     dirty = False
-    for r in rows:
+
+    def save() -> None:
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            tmp.write_text(json.dumps(store))
+            tmp.replace(cache)
+
+    for n, r in enumerate(rows):
         key = key_base + hashlib.sha256(r["note"].encode()).hexdigest()[:16]
         if key not in store:
             store[key] = {str(k): v for k, v in agent.slm_distribution(r["note"])[0].items()}
             dirty = True
+            if n % 25 == 0:
+                save()
         out.append({int(k): v for k, v in store[key].items()})
-    if cache is not None and dirty:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(store))
+    if dirty:
+        save()
     return out
 
 

