@@ -6,11 +6,14 @@ How a summary is made, per configured section (chief complaint, HPI, findings, a
    scored for each section by section headers in the note, section cue words, its centrality in the
    note and its speaker (in a dialogue). Long notes are processed in chunks of ``chunk_chars`` whose
    candidates are merged and re-ranked, so nothing beyond a model's context is silently dropped.
-2. **Write** (abstractive, the SLM): for each section, the SLM rewrites the selected units as one short
-   sentence (one batched generation for all sections; the input is only the selected units, so it
-   always fits the model's context).
+2. **Write** (abstractive, the SLM): each selected sentence is rewritten by the SLM as one summary
+   sentence in the third person (a patient's answer goes with the doctor's question it answers); the
+   rewrites are generated in batches of ``batch_size``, and the input is one excerpt, so it always fits
+   the model's context. The output is constrained by :data:`SENTENCE_REGEX` to one sentence on one
+   line that ends with a full stop, so the model stops there instead of wandering.
 3. **Check** (:mod:`medslm.agents.faithfulness`): a generated sentence whose numbers, negations or
-   terms are not in the note is rejected and the section falls back to its extractive sentences.
+   terms are not in the note, or that has under :data:`MIN_CONTENT_WORDS` content words, is rejected
+   and its extractive sentence is kept (the extractive fallback, sentence by sentence).
 
 Every final sentence carries its support spans and the verdict of the check.
 """
@@ -28,7 +31,7 @@ from typing import Any
 
 from medslm.agents.faithfulness import NoteIndex, Unit, check_sentence, content_terms
 from medslm.errors import ConfigurationError, MedslmError, UnknownNameError
-from medslm.models.base import LanguageModel, prompt_hash
+from medslm.models.base import LanguageModel, Regex, prompt_hash
 from medslm.records import (
     AgentResult,
     Note,
@@ -39,7 +42,7 @@ from medslm.records import (
     SummarySentence,
 )
 
-__all__ = ["DEFAULT_SECTIONS", "SECTIONS", "SummarizeAgent", "select_units"]
+__all__ = ["DEFAULT_SECTIONS", "MIN_CONTENT_WORDS", "SECTIONS", "SENTENCE_REGEX", "SummarizeAgent", "select_units"]
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +119,18 @@ SECTIONS: dict[str, SectionSpec] = {
            r"tobacco|alcohol|drink\w*|beer|wine|drugs?|marijuana|exercise|diet|runs?|hobb\w*)\b"), 3, "patient"),
 }
 
-SYSTEM_PROMPT = ("You write short, factual clinical summaries. Use only facts from the excerpts. "
-                 "Do not add anything that is not in them.")
-USER_TEMPLATE = ("Excerpts from a clinical note:\n{excerpts}\n\nWrite one sentence for the "
-                 "\"{title}\" section of the summary, in the third person.")
+SYSTEM_PROMPT = ("You rewrite excerpts of clinical notes and doctor-patient conversations as sentences of a "
+                 "clinical summary. Use only facts from the excerpt. Do not add anything that is not in it.")
+CONTEXT_TEMPLATE = "The doctor asked: {question}\n"
+USER_TEMPLATE = ("{context}Excerpt: {excerpt}\n\nRewrite the excerpt as one sentence for the \"{title}\" "
+                 "section of the summary, in the third person.")
+
+#: One sentence: starts with a capital or a digit, no line break, ends at a full stop (a decimal point
+#: between digits or a title such as "Mr." may go on). Regex constraints need the transformers or vLLM
+#: backend; elsewhere generation fails and the section keeps its extractive sentences.
+SENTENCE_REGEX = r"(?:(?:Mr|Mrs|Ms|Dr)\. )?[A-Z0-9](?:[^\n.!?]|[0-9]\.[0-9]|(?:Mr|Mrs|Ms|Dr|St|vs)\. )*\."
+#: A generated sentence with fewer content words than this says nothing ("Mr.", "The patient.").
+MIN_CONTENT_WORDS = 2
 
 _HEADER_LINE = re.compile(r"^\s*([A-Z][A-Za-z /&\-]{2,60}?)\s*:?\s*$|^\s*([A-Z][A-Za-z /&\-]{2,40}):\s+\S")
 _FIRST_PERSON = [
@@ -131,9 +142,12 @@ _FIRST_PERSON = [
 ]
 # leading fillers; never "no" (it carries a negation)
 _FILLER = re.compile(r"^(?:(?:yes|yeah|yep|okay|ok|um+|uh+|well|so|oh|hmm+|mm-?hmm|right|sure|alright)\b[,.!]?\s+)+", re.I)
-_QUESTION_LEAD = re.compile(r"^(?:and\s+)?(?:do you have|have you (?:had|been having|noticed|experienced)|"
-                            r"have you been experiencing|are you (?:having|experiencing)|did you (?:have|notice)|any|how about|what about|"
-                            r"is there any|were there any)\s+", re.I)
+_QUESTION_LEAD = re.compile(
+    r"^(?:(?:and|or|also|so|okay|ok|now|um|uh),?\s+)*"
+    r"(?:(?:do|did|have|has|are|were|is|was)\s+(?:you|they|she|he)\s+(?:ever\s+)?(?:been\s+)?"
+    r"(?:had|have|having|noticed|noticing|experienced|experiencing|gotten|get|getting|felt|feel|feeling)?\s*"
+    r"|how about\s+|what about\s+|(?:is|are|were|was)\s+there\s+)?(?:any\b\s*)?", re.I)
+_PARTICIPLE = frozenset("taken been seen used tried done gone had given eaten".split())
 
 
 def _section_spec(name: str) -> SectionSpec:
@@ -174,8 +188,17 @@ def _rewrite(u: Unit) -> str:
     """A unit as a summary sentence: fillers dropped, first person turned to third, questions answered."""
     t = u.text.strip()
     if u.negated_by_answer and t.endswith("?"):
-        body = _QUESTION_LEAD.sub("", t.rstrip("?").strip())
-        t = f"No {body}."
+        body = _QUESTION_LEAD.sub("", t.rstrip("?").strip(), count=1).strip(" ,")
+        if not body:
+            return ""
+        first = body.split()[0].lower()
+        if first == "no":
+            body = body[2:].lstrip()
+        body = re.sub(r"\byour\b", "their", re.sub(r"\byou\b", "the patient", body, flags=re.I), flags=re.I)
+        if first.endswith("ed") or first in _PARTICIPLE:  # "have you applied anything" -> "has not applied"
+            t = f"Has not {body}."
+        else:
+            t = f"No {body}."
     elif u.speaker == "patient":
         t = _FILLER.sub("", t)
         for pat, rep in _FIRST_PERSON:
@@ -287,6 +310,7 @@ class SummarizeAgent:
         chunk_chars: int = 4000,
         max_new_tokens: int = 48,
         min_term_coverage: float = 0.6,
+        batch_size: int = 8,
     ) -> None:
         if not sections:
             raise ConfigurationError("SummarizeAgent needs at least one section, e.g. ('hpi', 'plan')")
@@ -301,6 +325,7 @@ class SummarizeAgent:
         self.chunk_chars = chunk_chars
         self.max_new_tokens = max_new_tokens
         self.min_term_coverage = min_term_coverage
+        self.batch_size = max(1, batch_size)
         self._lm: LanguageModel | None = model if not isinstance(model, str) else None
 
     @property
@@ -313,14 +338,15 @@ class SummarizeAgent:
 
     @property
     def prompt_hash(self) -> str:
-        return prompt_hash(SYSTEM_PROMPT, USER_TEMPLATE)
+        return prompt_hash(SYSTEM_PROMPT, CONTEXT_TEMPLATE, USER_TEMPLATE)
 
     def _generate(self, prompts: list[list[dict[str, str]]]) -> list[Any]:
         lm = self.lm
         batch = getattr(lm, "generate_batch", None)
+        constraint = Regex(SENTENCE_REGEX)
         if callable(batch) and len(prompts) > 1:
-            return list(batch(prompts, None, max_tokens=self.max_new_tokens))
-        return [lm.generate(p, None, max_tokens=self.max_new_tokens) for p in prompts]
+            return list(batch(prompts, constraint, max_tokens=self.max_new_tokens))
+        return [lm.generate(p, constraint, max_tokens=self.max_new_tokens) for p in prompts]
 
     def run(self, note: Note, state: Mapping[str, Any] | None = None) -> AgentResult[Summary]:
         t0 = time.perf_counter()
@@ -330,8 +356,9 @@ class SummarizeAgent:
         units = index.units
         chosen, signals = select_units(text, units, self.sections, self.chunk_chars, self.sentences)
         extractive: dict[str, list[SummarySentence]] = {}
+        context: dict[str, list[Unit | None]] = {}  # the question a patient's answer replies to
         for name in self.sections:
-            sents = []
+            sents, ctx = [], []
             for i in chosen[name]:
                 u = units[i]
                 sentence = _rewrite(u)
@@ -340,37 +367,44 @@ class SummarizeAgent:
                 v = check_sentence(sentence, index, min_term_coverage=self.min_term_coverage)
                 sents.append(SummarySentence(text=sentence, support=(Span(start=u.start, end=u.end, label=name),),
                                              supported=v.supported, issues=v.issues))
+                prev = units[i - 1] if i > 0 else None
+                ctx.append(prev if prev is not None and u.speaker is not None and prev.speaker != u.speaker
+                           and prev.text.rstrip().endswith("?") and not u.negated_by_answer else None)
             extractive[name] = sents
+            context[name] = ctx
 
-        final: dict[str, list[SummarySentence]] = dict(extractive)
+        final: dict[str, list[SummarySentence]] = {name: list(v) for name, v in extractive.items()}
         prov = Provenance(prompt_hash=self.prompt_hash)
         n_generated = n_rejected = 0
         gen_conf: list[float] = []
-        if self.abstractive and any(extractive.values()):
-            todo = [name for name in self.sections if extractive[name]]
-            prompts = [self._prompt(name, extractive[name]) for name in todo]
+        todo = [(name, j) for name in self.sections for j in range(len(extractive[name]))]
+        if self.abstractive and todo:
+            # one rewrite per extractive sentence: a rejected one falls back to its own extractive sentence
+            prompts = [self._prompt(name, extractive[name][j].text, context[name][j]) for name, j in todo]
+            gens: list[Any] = []
             try:
-                gens = self._generate(prompts)
+                for b in range(0, len(prompts), self.batch_size):
+                    gens.extend(self._generate(prompts[b : b + self.batch_size]))
             except MedslmError as exc:
-                log.warning("summarize: generation failed for note %s (%s); extractive summary only", note.id,
+                log.warning("summarize: generation failed for note %s (%s); extractive sentences kept", note.id,
                             type(exc).__name__)
                 signals["slm_failed"] = 1.0
-                gens = []
             tok_in = tok_out = 0
-            for name, g in zip(todo, gens, strict=False):
+            for (name, j), g in zip(todo, gens, strict=False):
                 tok_in += g.tokens_in
                 tok_out += g.tokens_out
                 sentence = _clean_generation(str(g.value if isinstance(g.value, str) else g.text))
                 n_generated += 1
-                if not sentence:
+                if _degenerate(sentence):
                     n_rejected += 1
                     continue
                 v = check_sentence(sentence, index, min_term_coverage=self.min_term_coverage)
                 if v.supported:
-                    src = tuple(s for x in extractive[name] for s in x.support)
-                    support = tuple(sorted({(s.start, s.end): s for s in (*src, *v.support)}.values(),
-                                           key=lambda s: s.start))
-                    final[name] = [SummarySentence(text=sentence, support=support, supported=True)]
+                    src = extractive[name][j].support
+                    ctx = context[name][j]
+                    if ctx is not None:
+                        src = (Span(start=ctx.start, end=ctx.end, label=name), *src)
+                    final[name][j] = SummarySentence(text=sentence, support=src, supported=True)
                     gen_conf.append(g.confidence)
                 else:
                     n_rejected += 1
@@ -404,12 +438,27 @@ class SummarizeAgent:
         return AgentResult[Summary](agent=self.name, output=summary, confidence=confidence, evidence=evidence,
                                     provenance=prov, signals=signals)
 
-    def _prompt(self, name: str, sents: Sequence[SummarySentence]) -> list[dict[str, str]]:
-        excerpts = "\n".join(f"- {s.text}" for s in sents)
+    def _prompt(self, name: str, sentence: str, context: Unit | None = None) -> list[dict[str, str]]:
+        ctx = CONTEXT_TEMPLATE.format(question=context.text[:500]) if context is not None else ""
         return [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": USER_TEMPLATE.format(excerpts=excerpts[:3000], title=SECTIONS[name].title)},
+            {"role": "user", "content": USER_TEMPLATE.format(context=ctx, excerpt=sentence[:1500],
+                                                             title=SECTIONS[name].title)},
         ]
+
+
+_SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself)\b", re.I)
+
+
+def _degenerate(sentence: str) -> bool:
+    """A generated sentence that is no summary sentence: too few content words, a repeated phrase (a
+    small model looping) or still addressed to the patient ("you", "your")."""
+    terms = content_terms(sentence)
+    if len(terms) < MIN_CONTENT_WORDS or _SECOND_PERSON.search(sentence):
+        return True
+    words = re.findall(r"[a-z0-9']+", sentence.lower())
+    grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    return len(grams) != len(set(grams))
 
 
 def _clean_generation(text: str) -> str:

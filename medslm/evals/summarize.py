@@ -11,6 +11,7 @@ check flags, and for the full agent the fraction of SLM sentences it rejected.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -130,6 +131,8 @@ class _MiniLM:
         return torch.stack(out)
 
 
+log = logging.getLogger(__name__)
+
 _EMBEDDER: _MiniLM | None = None
 
 
@@ -176,7 +179,9 @@ def _run_agent(make: Callable[[str | None], Any], items: Sequence[tuple[str, str
 
     preds, lat = [], []
     generated = rejected = flagged = sentences = 0.0
-    for item_id, text, section in items:
+    for n, (item_id, text, section) in enumerate(items):
+        if n and n % 10 == 0:
+            log.info("summarization eval: %d/%d items", n, len(items))
         agent = make(section)
         t0 = time.perf_counter()
         r = agent.run(Note(id=item_id, text=text), {})
@@ -194,11 +199,14 @@ def _run_agent(make: Callable[[str | None], Any], items: Sequence[tuple[str, str
 
 
 def evaluate_summarization(data_dir: str | Path | None = None, limit: int | None = None, *,
-                           abstractive_limit: int | None = 20, model: Any = "embedded") -> dict[str, Any]:
+                           abstractive_limit: int | None = 20, aci_abstractive_limit: int | None = 5,
+                           model: Any = "embedded") -> dict[str, Any]:
     """Lead baseline, extractive agent and full agent on MTS-Dialog valid and ACI-Bench train+valid.
 
-    ``limit`` caps items per dataset; ``abstractive_limit`` caps the items the full (SLM) agent runs on
-    (``None``: all). Returns ``{"mts_dialog": {system: metrics}, "aci_bench": {...}}``.
+    ``limit`` caps items per dataset; ``abstractive_limit`` caps the MTS-Dialog items the full (SLM) agent
+    runs on and ``aci_abstractive_limit`` the ACI-Bench ones (the last of the list: the valid split; a
+    full note is ~6 generations), ``None``: all. Returns ``{"mts_dialog": {...}, "aci_bench": {...}}``
+    with a ``rows`` table (system -> metrics) each.
     """
     from medslm.agents.summarize import SummarizeAgent
 
@@ -241,7 +249,7 @@ def evaluate_summarization(data_dir: str | Path | None = None, limit: int | None
     lead = [lead_baseline(src, len(p)) for src, p in zip(srcs, ext, strict=True)]
     table = {"lead (same length)": _score("lead", lead, refs, srcs),
              "agent extractive": _score("ext", ext, refs, srcs, ext_lat, ext_extra)}
-    n_abs = len(items) if abstractive_limit is None else min(abstractive_limit, len(items))
+    n_abs = len(items) if aci_abstractive_limit is None else min(aci_abstractive_limit, len(items))
     if n_abs:
         sub = items[-n_abs:]  # the valid split sits at the end
         full, full_lat, full_extra = _run_agent(lambda s: agent_for(ACI_SECTIONS, True, ACI_SENTENCES), sub)

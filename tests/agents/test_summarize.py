@@ -7,8 +7,9 @@ import re
 import pytest
 
 from medslm.agents.faithfulness import NoteIndex, check_sentence, numbers_in, segment
-from medslm.agents.summarize import SummarizeAgent
+from medslm.agents.summarize import SENTENCE_REGEX, SummarizeAgent
 from medslm.errors import UnknownNameError
+from medslm.models.base import Generation, ModelInfo, Regex
 from medslm.records import AgentResult, Note, Summary
 
 NOTE = Note(id="s-angina", text="""CHIEF COMPLAINT
@@ -67,6 +68,42 @@ def test_no_chest_pain_never_becomes_chest_pain(summ_results) -> None:
             assert not _says_chest_pain_present(s.text), "summary asserts chest pain the note negates"
 
 
+class _ChestPainWriter:
+    """A fake SLM that writes the same unfaithful sentence for every section (a unit test of the
+    rejection path; the real model is exercised by the tests above)."""
+
+    info = ModelInfo(id="fake-chest-pain", backend="fake")
+
+    def __init__(self) -> None:
+        self.constraints: list[object] = []
+
+    def generate(self, messages, constraint=None, *, max_tokens=256, temperature=0.0, seed=None) -> Generation:
+        self.constraints.append(constraint)
+        text = "The patient has chest pain."
+        return Generation(value=text, text=text, token_logprobs=(-0.1,) * 6, tokens_in=50, tokens_out=6,
+                          latency_s=0.0, model=self.info)
+
+    def score_choices(self, messages, options):  # pragma: no cover - not used by the summarizer
+        raise NotImplementedError
+
+
+def test_an_slm_sentence_asserting_a_negated_finding_is_rejected_for_the_extractive_one() -> None:
+    fake = _ChestPainWriter()
+    r = SummarizeAgent(model=fake).run(NO_CHEST_PAIN, {})
+    assert r.signals["generated"] >= 3 and r.signals["generated_rejected"] == r.signals["generated"]
+    assert r.output.extractive
+    text = " ".join(s.text for sec in r.output.sections for s in sec.sentences)
+    assert "wheezes" in text and not any(_says_chest_pain_present(s.text) for sec in r.output.sections
+                                         for s in sec.sentences)
+    assert all(isinstance(c, Regex) and c.pattern == SENTENCE_REGEX for c in fake.constraints)
+
+
+def test_generated_sentences_are_one_constrained_sentence() -> None:
+    assert re.fullmatch(SENTENCE_REGEX, "Mr. Stone takes aspirin 1.5 mg daily.")
+    assert not re.fullmatch(SENTENCE_REGEX, "Chest pain. Then more text.")
+    assert not re.fullmatch(SENTENCE_REGEX, "no capital at the start.")
+
+
 def test_the_check_flags_a_sentence_that_asserts_a_negated_finding() -> None:
     idx = NoteIndex.build(NO_CHEST_PAIN.text)
     bad = check_sentence("The patient has chest pain.", idx)
@@ -105,7 +142,7 @@ def test_sections_are_filled_and_every_sentence_has_support(summ_results) -> Non
     assert any("150/90" in x.text for x in by["findings"].sentences)
     assert r.provenance.model_id and r.provenance.tokens_out > 0
     assert 0.0 < r.confidence <= 1.0
-    assert r.signals["generated"] == 5
+    assert r.signals["generated"] == r.signals["sentences"] >= 5  # one rewrite per selected sentence
 
 
 def test_final_sentences_pass_the_check(summ_results) -> None:
