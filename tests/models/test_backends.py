@@ -71,3 +71,25 @@ def test_unenforceable_schema_is_refused_up_front():
         enforceable({"type": "number", "minimum": 0.5, "maximum": 2.5})
     assert enforceable({"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 3}) == {
         "type": "integer", "enum": [1, 2]}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason="optional extra medslm[llamacpp] (compiled from source) is not installed")
+def test_llamacpp_constraints_hold_on_the_embedded_gguf():
+    """Where the extra is installed: GBNF choice and JSON schema constrain the real embedded GGUF."""
+    from pydantic import BaseModel, Field
+
+    from medslm.models.base import Choice, JsonSchema
+    from medslm.models.embedded import gguf_path
+
+    class Finding(BaseModel):
+        problem: str = Field(max_length=30)
+        level: int = Field(ge=1, le=5)
+
+    lm = LlamaCppModel(str(gguf_path()), n_ctx=512)
+    msgs = [{"role": "user", "content": "Is the sky green? Answer in one word."}]
+    options = ["banana split", "zebra crossing"]
+    assert lm.generate(msgs, Choice(options), max_tokens=8).value in options
+    assert isinstance(lm.generate(msgs, JsonSchema(Finding), max_tokens=60).value, Finding)
+    scores = lm.score_choices(msgs, ["yes", "no", "maybe"])
+    assert abs(sum(scores.probs) - 1.0) < 1e-6 and len(scores.logprobs) == 3
