@@ -28,4 +28,21 @@ def load_samples(limit: int | None = None) -> list[Note]:
     return notes[:limit] if limit is not None else notes
 
 
-__all__ = ["load_samples"]
+def sample_batch(n: int, seed: int = 0) -> list[Note]:
+    """``n`` notes for load tests and benches: the samples in turn, each copy with its own recheck vitals.
+
+    Ids are ``<sample id>~<copy>``; the same ``seed`` gives the same notes.
+    """
+    import random
+
+    rng = random.Random(seed)
+    base = load_samples()
+    out = []
+    for i in range(n):
+        b = base[i % len(base)]
+        vitals = f" Recheck: HR {rng.randint(50, 150)}, SpO2 {rng.randint(84, 100)}%, RR {rng.randint(10, 32)}."
+        out.append(Note(id=f"{b.id}~{i // len(base)}", text=b.text + vitals, metadata=b.metadata))
+    return out
+
+
+__all__ = ["load_samples", "sample_batch"]
