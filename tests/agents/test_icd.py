@@ -124,3 +124,13 @@ def test_the_chart_review_graph_builds_this_agent() -> None:
     from medslm.graphs.context import make_agent
 
     assert isinstance(make_agent("icd", None), IcdAgent)
+
+
+def test_without_codiesp_train_the_agent_ranks_by_the_lexicon(kg, tmp_path, caplog) -> None:
+    agent = IcdAgent(model=None, kg=kg, data_dir=tmp_path, cache_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="medslm.agents.icd"):
+        r = agent.run(Note(id="nodata", text=NOTES["present"]), {})
+    assert agent.coder is None
+    assert "CodiEsp train not found" in caplog.text
+    assert "J18.9" in codes(r)
+    assert all(kg.get(c.code, "ICD10CM") is not None for c in r.output)
