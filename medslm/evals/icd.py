@@ -4,7 +4,15 @@ Metrics: MAP (the CodiEsp-D metric: mean over documents of the average precision
 normalized by the number of gold codes), micro precision/recall/F1 of the codes emitted at the agent's
 threshold, and the number of emitted codes that are not valid ICD-10-CM (must be 0). A lexical-search-only
 baseline (the knowledge graph's lexicon matcher over the text, ranked by match score and frequency) runs
-in the same call. The agent's train-split models are fitted on ``codiesp/train`` only.
+in the same call. The agent's train-split models are fitted on ``codiesp/train`` only; its threshold is
+the best out-of-fold micro-F1 on train (dev is never used for fitting or tuning).
+
+MAP is computed on the agent's whole ranking; P/R/F1 on what it emits (codes above the threshold that
+have an evidence span in the note, after the negation / family / Excludes1 rules). ``with_ner`` runs the
+NER agent first, as the chart-review graph does, and reports its per-note latency next to the coder's.
+Full run (latency figures need a quiet machine)::
+
+    medslm eval --task icd --probe 0 --limit 1000 --data ../shared/data --out reports/icd
 """
 
 from __future__ import annotations
