@@ -4,6 +4,7 @@
     python bench/safety.py --limit 40      # a quick run on subsets
     python bench/safety.py --train         # refit the harm and injection heads (package data), then measure
     python bench/safety.py --rules-only    # the guardian without its SLM (for comparison)
+    python bench/safety.py --fit [--no-slm] # refit the injection calibration (dev pool + train-split text)
     python bench/safety.py --json out.json
 
 The data folder comes from ``--data-dir``, ``$MEDSLM_DATA_DIR`` or ``../shared/data`` beside the repo.
@@ -62,6 +63,8 @@ def report(res: dict) -> None:
         print(f"{name:8s} pairs={r['pairs']} recall={_fmt(r['recall'])} FPR={_fmt(r['fpr'])} fully_masked={_fmt(r['fully_masked'])} "
               f"p50={r['p50_ms']:.0f}ms p95={r['p95_ms']:.0f}ms")
         print("         per kind: " + ", ".join(f"{k}={v:.2f}" for k, v in r["per_kind_recall"].items()))
+    r = res["injection_real_notes"]
+    print(f"real clinical text (ACI-Bench valid notes + MTS-Dialog valid sections): {r['texts']} texts, fenced FPR {_fmt(r['fpr'])}")
     for key in ("phi", "phi_rules_only"):
         p = res[key]
         print(f"\n== PHI ({'regex + context rules + spaCy NER' if p['use_ner'] else 'regex + context rules only'}), "
@@ -81,12 +84,24 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--train", action="store_true", help="refit the heads first (writes medslm/safety/data/*.json)")
     ap.add_argument("--rules-only", action="store_true", help="no SLM: rules and heads only")
+    ap.add_argument("--fit", action="store_true", help="fit the SLM calibration of injection findings on the dev pool")
+    ap.add_argument("--no-slm", action="store_true", help="with --fit: rule/head scores alone (no SLM term)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     data_dir = _data_dir(args.data_dir)
     if args.train:
         train(data_dir)
     from medslm.evals.safety import evaluate_safety
+
+    if args.fit:
+        from medslm.evals.safety import fit_injection_calibration
+        from medslm.safety import Guardian
+
+        cal, info = fit_injection_calibration(
+            Guardian(register_phi=False), data_dir, n=args.limit or 80, real_limit=100, slm=not args.no_slm
+        )
+        print(f"injection SLM calibration (paste into medslm/safety/guardian.py): {info}")
+        return
 
     res = evaluate_safety(data_dir, limit=args.limit, model=None if args.rules_only else "embedded")
     report(res)

@@ -88,7 +88,8 @@ def evaluate_injection(guardian: Any, *, n: int = 240, heldout: bool = False, se
         found[p.kind] += hit
         if hit:
             fenced = guardian.fence(p.injected, v)
-            masked_ok += fenced[p.span[0] : p.span[1]].strip() == ""
+            # masked: no letter or digit of the instruction is left (a bare "---" delimiter line may stay)
+            masked_ok += not any(ch.isalnum() for ch in fenced[p.span[0] : p.span[1]])
         vb = guardian.check_input(p.benign)
         fp += bool(vb.fenced)
     return {
@@ -100,6 +101,79 @@ def evaluate_injection(guardian: Any, *, n: int = 240, heldout: bool = False, se
         "p50_ms": 1000 * _pct(latencies, 0.5),
         "p95_ms": 1000 * _pct(latencies, 0.95),
     }
+
+
+def evaluate_injection_real_notes(guardian: Any, data_dir: Path | str, *, limit: int | None = None) -> dict[str, Any]:
+    """False-positive rate of injection fencing on real clinical text (ACI-Bench valid notes, MTS-Dialog valid sections)."""
+    import csv
+
+    csv.field_size_limit(10**9)
+    d = Path(data_dir)
+    texts: list[str] = []
+    for path, col in ((d / "aci-bench" / "valid.csv", "note"), (d / "mts-dialog" / "MTS-Dialog-ValidationSet.csv", "section_text")):
+        if path.exists():
+            with path.open(encoding="utf-8", newline="") as fh:
+                texts += [r[col] for r in csv.DictReader(fh) if r.get(col)]
+    if limit:
+        texts = texts[:limit]
+    flagged = sum(1 for t in texts if guardian.check_input(t).fenced)
+    return {"texts": len(texts), "fpr": flagged / max(1, len(texts))}
+
+
+def _train_clinical_texts(data_dir: Path | str, *, limit: int) -> list[str]:
+    """ACI-Bench *train* notes and MTS-Dialog *train* section texts (never the splits figures are taken on)."""
+    import csv
+
+    csv.field_size_limit(10**9)
+    d = Path(data_dir)
+    texts: list[str] = []
+    for path, col in ((d / "aci-bench" / "train.csv", "note"), (d / "mts-dialog" / "MTS-Dialog-TrainingSet.csv", "section_text")):
+        if path.exists():
+            with path.open(encoding="utf-8", newline="") as fh:
+                texts += [r[col] for r in csv.DictReader(fh) if r.get(col)][:limit]
+    return texts
+
+
+def fit_injection_calibration(
+    guardian: Any, data_dir: Path | str, *, n: int = 80, seed: int = 0, real_limit: int = 300, slm: bool = True
+) -> tuple[Any, dict[str, Any]]:
+    """Fit the injection :class:`SlmCalibration` on the *dev* pool and train-split clinical text.
+
+    Labelled candidates: every rule/head candidate in ``n`` dev-pool twins (positive when it overlaps the
+    inserted instruction), in the look-alike clinical imperatives, and in up to ``real_limit`` ACI-Bench
+    train notes and MTS-Dialog train sections (all negative). The held-out pool and the validation /
+    test splits are never used. ``slm=False`` fits rule/head scores alone (the SLM term is then zero).
+    """
+    from medslm.safety import corpora, heads
+    from medslm.safety.guardian import SlmCalibration, is_rule_hit
+
+    rows: list[tuple[float, float, bool, int, str]] = []
+
+    def add(text: str, span: tuple[int, int] | None, source: str) -> None:
+        for cand, prob in guardian.injection_scores(text, slm=slm):
+            label = int(span is not None and cand.start < span[1] and span[0] < cand.end)
+            rows.append((cand.rule_score, prob if prob is not None else 0.5, is_rule_hit(cand), label, source))
+
+    for p in corpora.injection_suite(n, seed=seed):
+        add(p.injected, p.span, "dev_injected")
+        add(p.benign, None, "dev_benign")
+    for sentence in heads._CLINICAL_IMPERATIVES:
+        add(sentence, None, "imperatives")
+    for text in _train_clinical_texts(data_dir, limit=real_limit):
+        add(text, None, "train_clinical")
+    scores, probs, hits, labels, sources = (list(c) for c in zip(*rows, strict=True))
+    cal = SlmCalibration.fit(scores, probs, labels, hits)
+    pos = [p for p, y in zip(probs, labels, strict=True) if y]
+    neg = [p for p, y in zip(probs, labels, strict=True) if not y]
+    info = {
+        "candidates": len(labels),
+        "positives": sum(labels),
+        "by_source": dict(Counter(sources)),
+        "slm_mean_p_yes_injection": round(statistics.mean(pos), 4) if pos else None,
+        "slm_mean_p_yes_benign": round(statistics.mean(neg), 4) if neg else None,
+        "calibration": cal,
+    }
+    return cal, info
 
 
 def evaluate_harm(guardian: Any, data_dir: Path | str, *, limit: int | None = None) -> dict[str, Any]:
@@ -180,6 +254,7 @@ def evaluate_safety(data_dir: Path | str | None = None, limit: int | None = None
             "dev": evaluate_injection(note_g, n=n_inj, heldout=False),
             "heldout": evaluate_injection(note_g, n=n_inj, heldout=True, seed=1),
         },
+        "injection_real_notes": evaluate_injection_real_notes(note_g, data_dir, limit=limit),
         "harm": evaluate_harm(qa_g, data_dir, limit=limit),
         "latency": evaluate_latency(note_g, data_dir, limit=limit),
     }
@@ -187,4 +262,4 @@ def evaluate_safety(data_dir: Path | str | None = None, limit: int | None = None
     return out
 
 
-__all__ = ["evaluate_harm", "evaluate_injection", "evaluate_latency", "evaluate_phi", "evaluate_safety"]
+__all__ = ["evaluate_injection_real_notes", "fit_injection_calibration", "evaluate_harm", "evaluate_injection", "evaluate_latency", "evaluate_phi", "evaluate_safety"]

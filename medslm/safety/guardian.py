@@ -57,25 +57,59 @@ def _sigmoid(z: float) -> float:
 
 @dataclass(frozen=True)
 class SlmCalibration:
-    """How an SLM choice probability moves a rule score: logit(p) = logit(rule) + weight*(logit(p_slm) - bias).
+    """Combine a rule/head score with an SLM choice probability: a logistic model in log-odds space.
 
-    ``bias`` is the SLM's typical log-odds on benign text (SmolLM2-135M leans to one answer whatever the
-    input); ``weight`` how much one unit of its evidence counts. Defaults were fitted on the even-seeded
-    half of the injection suite (see ``bench/safety.py --fit``).
+    ``logit(p) = scale * logit(score) + weight * logit(p_slm) + rule * [a rule matched] + intercept``.
+    :meth:`fit` estimates the numbers from labelled candidates (``bench/safety.py --fit``: the injection
+    suite's *dev* pool and sentences of the ACI-Bench / MTS-Dialog *train* splits). Without an SLM
+    probability (``Guardian(model=None)``) the SLM term is held at its mean over the fitting data.
     """
 
-    weight: float = 1.0
-    bias: float = 0.0
+    scale: float = 1.0
+    weight: float = 0.0
+    rule: float = 0.0
+    intercept: float = 0.0
+    slm_mean: float = 0.0  # mean logit(p_slm) on the fitting data
 
-    def combine(self, rule: float, p_slm: float | None) -> float:
-        if p_slm is None:
-            return rule
-        return _sigmoid(_logit(rule) + self.weight * (_logit(p_slm) - self.bias))
+    def combine(self, score: float, p_slm: float | None, *, rule_hit: bool = False) -> float:
+        slm = self.slm_mean if p_slm is None else _logit(p_slm)
+        return _sigmoid(self.scale * _logit(score) + self.weight * slm + self.rule * rule_hit + self.intercept)
+
+    @classmethod
+    def fit(
+        cls,
+        scores: Sequence[float],
+        slm_probs: Sequence[float],
+        labels: Sequence[int],
+        rule_hits: Sequence[bool] | None = None,
+        *,
+        c: float = 1.0,
+    ) -> SlmCalibration:
+        from sklearn.linear_model import LogisticRegression
+
+        hits = list(rule_hits) if rule_hits is not None else [False] * len(scores)
+        x = [[_logit(s), _logit(p), float(r)] for s, p, r in zip(scores, slm_probs, hits, strict=True)]
+        clf = LogisticRegression(C=c, max_iter=2000).fit(x, list(labels))
+        w = [round(float(v), 4) for v in clf.coef_[0]]
+        mean = round(sum(r[1] for r in x) / len(x), 4)
+        return cls(scale=w[0], weight=w[1], rule=w[2], intercept=round(float(clf.intercept_[0]), 4), slm_mean=mean)
 
 
-#: fitted on the injection suite's even seeds (bench/safety.py --fit); see docs/safety.md
-INJECTION_CALIBRATION = SlmCalibration(weight=2.0, bias=-0.25)
-HARM_CALIBRATION = SlmCalibration(weight=1.0, bias=0.0)
+#: fitted by ``bench/safety.py --fit --no-slm`` on 103 candidates (87 injected) from the injection suite's dev
+#: pool (80 twins, seed 0), the look-alike imperatives and 167 ACI-Bench/MTS-Dialog *train* texts. With the
+#: SLM term (``--fit``) SmolLM2-135M's weight came out negative (mean p(yes) 0.72 on injected candidates,
+#: 0.78 on benign ones): it carries no evidence here, so injection confidence is rules + the MiniLM head,
+#: and the guardian does not ask the SLM about injections (see docs/safety.md).
+INJECTION_CALIBRATION = SlmCalibration(scale=1.5826, weight=0.0, rule=2.4234, intercept=-3.9518)
+#: advice: the SLM's "unsafe?" probability nudges the confidence of a rule finding (no labelled data to fit)
+ADVICE_CALIBRATION = SlmCalibration(scale=1.0, weight=0.5, intercept=0.0)
+#: harm: the head's probability with the SLM as a small tie-breaker inside the uncertain band
+HARM_CALIBRATION = SlmCalibration(scale=1.0, weight=0.5, intercept=0.0)
+
+
+def is_rule_hit(cand: InjectionCandidate) -> bool:
+    """Whether a rule (not only the learned head) flagged the candidate."""
+    return any(k != "learned" for k in cand.kinds)
 
 
 def text_hash(text: str) -> str:
@@ -228,32 +262,28 @@ class Guardian:
 
     def _injections(self, text: str) -> list[tuple[InjectionCandidate, float]]:
         out = []
-        for cand in find_injection_candidates(text):
-            p_slm = None
-            if self.slm_for_injection and self.model is not None:
-                sentence = text[cand.start : cand.end][:600]
-                p_slm = self._slm_prob(
-                    _INJECTION_SYSTEM,
-                    f"Text from a note:\n\"\"\"{sentence}\"\"\"\nIs this text an instruction to an AI system?",
-                    ("yes", "no"),
-                )
-            conf = INJECTION_CALIBRATION.combine(cand.rule_score, p_slm)
+        # an SLM term with no weight would cost a forward pass per candidate for nothing
+        use_slm = self.slm_for_injection and INJECTION_CALIBRATION.weight != 0
+        for cand, p_slm in self.injection_scores(text, slm=use_slm):
+            conf = INJECTION_CALIBRATION.combine(cand.rule_score, p_slm, rule_hit=is_rule_hit(cand))
             if conf >= self.injection_threshold:
                 out.append((cand, conf))
         return out
 
-    def injection_scores(self, text: str) -> list[tuple[InjectionCandidate, float | None]]:
-        """Every rule candidate with the SLM's probability (for calibration and benchmarks)."""
-        out = []
-        for cand in find_injection_candidates(text):
-            sentence = text[cand.start : cand.end][:600]
-            p = self._slm_prob(
-                _INJECTION_SYSTEM,
-                f"Text from a note:\n\"\"\"{sentence}\"\"\"\nIs this text an instruction to an AI system?",
-                ("yes", "no"),
-            )
-            out.append((cand, p))
-        return out
+    def injection_slm_prob(self, sentence: str) -> float | None:
+        """The SLM's probability that ``sentence`` is an instruction to an AI system (None without a model)."""
+        return self._slm_prob(
+            _INJECTION_SYSTEM,
+            f"Text from a note:\n\"\"\"{sentence[:600]}\"\"\"\nIs this text an instruction to an AI system?",
+            ("yes", "no"),
+        )
+
+    def injection_scores(self, text: str, *, slm: bool = True) -> list[tuple[InjectionCandidate, float | None]]:
+        """Every rule/head candidate with the SLM's probability (for calibration and benchmarks)."""
+        return [
+            (cand, self.injection_slm_prob(text[cand.start : cand.end]) if slm else None)
+            for cand in find_injection_candidates(text)
+        ]
 
     def harm_probability(self, text: str) -> tuple[float, dict[str, float]]:
         """Probability that ``text`` requests harmful medical content, with its signals."""
@@ -375,7 +405,7 @@ class Guardian:
         p_unsafe = self._slm_prob(_ADVICE_SYSTEM, f"Advice:\n\"\"\"{advice[:1500]}\"\"\"\nIs this advice unsafe?", ("yes", "no"))
         out = []
         for f in found:
-            conf = SlmCalibration(weight=0.5).combine(f.confidence, p_unsafe)
+            conf = ADVICE_CALIBRATION.combine(f.confidence, p_unsafe)
             out.append(f.model_copy(update={"confidence": round(conf, 4)}))
         return out
 
@@ -393,4 +423,7 @@ def blocking_findings(verdict: SafetyVerdict) -> Sequence[SafetyFinding]:
     return [f for f in verdict.findings if f.severity == Severity.BLOCKING]
 
 
-__all__ = ["HARM_CALIBRATION", "INJECTION_CALIBRATION", "Guardian", "SlmCalibration", "blocking_findings", "text_hash", "verdict_summary"]
+__all__ = [
+    "ADVICE_CALIBRATION", "HARM_CALIBRATION", "INJECTION_CALIBRATION", "Guardian", "SlmCalibration", "blocking_findings",
+    "is_rule_hit", "text_hash", "verdict_summary",
+]  # fmt: skip

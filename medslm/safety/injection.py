@@ -54,7 +54,8 @@ _RULES: list[tuple[str, str, float]] = [
     ("output_directive", r"\b(?:summary|output|response|answer)\s+(?:must|should|shall)\s+(?:only\s+)?(?:say|state|read|be|contain|include)\b", 0.75),
     ("output_directive", r"\b(?:the\s+)?(?:patient|triage\s+level|acuity)\s+(?:must|should)\s+be\s+(?:triaged|classified|coded|labell?ed|marked)\s+as\b", 0.7),
     ("exfiltration", r"\b(?:reveal|print|show|repeat|output|display|leak|send|email|post|upload|exfiltrate)\s+(?:me\s+)?(?:your|the)\s+"
-     r"(?:system\s+prompt|instructions|prompt|hidden\s+(?:prompt|rules)|configuration|api\s+key|credentials|all\s+(?:patient\s+)?records)", 0.9),
+     r"(?:(?:hidden|secret|original|initial)\s+)?(?:system\s+prompt|instructions|prompt|rules|configuration|api\s+key|credentials|"
+     r"all\s+(?:patient\s+)?records)", 0.9),
     ("exfiltration", r"\b(?:send|forward|post|upload|email)\s+(?:all|the|this|every)\s+(?:patient\s+)?(?:data|records?|notes?|PHI|information)\s+to\s+(?:https?://|\S+@\S+|the\s+following)", 0.85),
     ("delimiter", r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id)\|>|\[/?INST\]|<</?SYS>>|</?s>|"
      r"^\s*#{2,}\s*(?:system|instruction|instructions|assistant|new\s+task|response)\b|^\s*(?:system|assistant|SYSTEM|ASSISTANT)\s*:|"
@@ -108,6 +109,16 @@ def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     return left, right
 
 
+def _next_sentence_end(text: str, end: int) -> int:
+    """End of the sentence that follows ``end`` on the same line (``end`` itself at a line end)."""
+    i = end
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    if i >= len(text) or text[i] in "\r\n":
+        return end
+    return _sentence_bounds(text, i, i + 1)[1]
+
+
 def _merge(cands: Iterable[InjectionCandidate]) -> list[InjectionCandidate]:
     out: list[InjectionCandidate] = []
     for c in sorted(cands, key=lambda c: c.start):
@@ -154,7 +165,8 @@ def learned_candidates(text: str, *, floor: float = 0.3) -> list[InjectionCandid
     head = load_head("injection_head")
     if head is None:
         return []
-    spans = [(s, e) for s, e in sentence_spans(text) if _CUE.search(text[s:e])]
+    # a heading ("INSTRUCTIONS") or a two-word line carries no order worth fencing
+    spans = [(s, e) for s, e in sentence_spans(text) if _CUE.search(text[s:e]) and len(text[s:e].split()) >= 3]
     if not spans:
         return []
     from medslm.safety._embed import embed
@@ -187,6 +199,9 @@ def find_injection_candidates(text: str, *, learned: bool = True) -> list[Inject
                 s, e = m.start(), m.end()
             else:
                 s, e = _sentence_bounds(text, m.start(), m.end())
+                if kind == "override" and not text[m.end() : e].strip(" .!:;-"):
+                    # "IGNORE PREVIOUS INSTRUCTIONS. <payload>": the order is the next sentence on the line
+                    e = max(e, _next_sentence_end(text, e))
             sc = score
             if kind in ("output_directive", "override") and _BENIGN_CONTEXT.search(text[s:e]):
                 sc = score * 0.5
