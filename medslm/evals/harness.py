@@ -256,6 +256,11 @@ def _call_task_eval(spec: TaskSpec, data_dir: Path, limit: int | None) -> dict[s
     kwargs: dict[str, Any] = {}
     if "limit" in params:
         kwargs["limit"] = limit
+    if limit is not None:  # finer caps (e.g. summarize's abstractive_limit) no larger than --limit
+        for pname, p in params.items():
+            if pname != "limit" and pname.endswith("_limit"):
+                default = p.default if isinstance(p.default, int) else None
+                kwargs[pname] = limit if default is None else min(default, limit)
     if "split" in params and spec.name == "icd":
         kwargs["split"] = "dev"
     t0 = time.perf_counter()
