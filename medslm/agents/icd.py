@@ -146,12 +146,9 @@ class IcdAgent:
         if self.model is None:
             return None
         if self._lm is None:
-            if isinstance(self.model, str):
-                from medslm.models.catalog import load_model
+            from medslm.models.catalog import load_model
 
-                self._lm = load_model(self.model)
-            else:
-                self._lm = self.model
+            self._lm = load_model(self.model)
         return self._lm
 
     @property

