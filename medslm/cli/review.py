@@ -69,9 +69,10 @@ def review(
     if show or (show is None and len(report.reviews) <= 25):
         for r in report.reviews:
             print_review(r, console)
-    console.print(report.summary())
+    console.print(report.summary(), soft_wrap=True, markup=False)  # one line: greppable, paths unbroken
     if report.output is not None:
-        console.print(f"reviews: {report.output}" + (f"   audit: {report.audit}" if report.audit else ""))
+        console.print(f"reviews: {report.output}" + (f"   audit: {report.audit}" if report.audit else ""),
+                      soft_wrap=True, markup=False)
 
 
 def print_review(r: ChartReview, console: Any) -> None:
