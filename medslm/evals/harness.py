@@ -81,6 +81,7 @@ class TaskSpec:
     score: Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]  # (golds, preds) -> metrics
     units: Callable[[Any, Any], list[tuple[float, bool]]] | None = None  # (review, gold) -> calib units
     rules_agent: dict[str, Any] | None = None  # make_agent(role, **this): the agent without a language model
+    upstream: tuple[str, ...] = ()  # nodes the role reads from (icd reads ner's entities)
 
 
 # ------------------------------------------------------------------------------------------ tasks
@@ -215,7 +216,7 @@ TASKS: dict[str, TaskSpec] = {
                     rules_agent={"model": None}),
     "icd": TaskSpec("icd", "icd", "CodiEsp dev (English, diagnosis codes)", "medslm.evals.icd",
                     "evaluate_icd", "micro_f1", _load_icd, _icd_pred, _icd_score, _icd_units,
-                    rules_agent={"model": None}),
+                    rules_agent={"model": None}, upstream=("ner",)),
     "triage": TaskSpec("triage", "triage", "KTAS (expert level)", "medslm.evals.triage", "evaluate_triage",
                        "accuracy", _load_triage, _triage_pred, _triage_score, _triage_units,
                        rules_agent={"model": "embedded", "use_slm": False}),
@@ -299,6 +300,13 @@ def _graph_probe(spec: TaskSpec, records: Sequence[tuple[str, str, Any]], settin
 
     graph = (Pipeline(name=f"eval_{spec.name}", settings=settings)
              .add("guard_in"))
+    for node in spec.upstream:  # upstream nodes run as the system does: rules-only for the rules system
+        if agent is not None and getattr(agent, "model", "") is None:
+            from medslm.graphs.context import make_agent
+
+            graph.add(make_agent(node, None), name=node)
+        else:
+            graph.add(node)
     if agent is not None:
         graph.add(agent, name=spec.role)
     else:
@@ -313,7 +321,8 @@ def _graph_probe(spec: TaskSpec, records: Sequence[tuple[str, str, Any]], settin
         item = Item(rid, gold, latency_ms=wall)
         if review.status.value in ("failed", "blocked"):
             item.failed = (review.reason or review.status.value)[:200]
-        result = next((r for r in review.agent_results()), None)
+        result = {"ner": review.entities, "icd": review.codes, "triage": review.triage,
+                  "summarize": review.summary}.get(spec.role)
         if result is not None:
             item.pred = spec.extract(review)
             item.confidence = float(result.confidence)

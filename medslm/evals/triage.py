@@ -140,12 +140,15 @@ def fit_triage_model(rows: Sequence[dict[str, Any]], C: float = 0.3) -> dict[str
     y = np.asarray([r["expert"] for r in rows])
     mean = Xa.mean(axis=0)
     scale = Xa.std(axis=0)
-    scale[scale == 0] = 1.0
+    scale[scale < 1e-6] = 1.0  # constant (or nearly: it would round to 0 in the JSON) columns
     clf = LogisticRegression(C=C, max_iter=2000, class_weight=None)
     clf.fit((Xa - mean) / scale, y)
     levels = [int(c) for c in clf.classes_]
     coef = clf.coef_.tolist()
     intercept = clf.intercept_.tolist()
+    if len(levels) == 2:  # binary fit: one row for the second class; softmax([0, z]) is its sigmoid
+        coef = [[0.0] * len(names), coef[0]]
+        intercept = [0.0, intercept[0]]
     # levels absent from the training rows get a very low prior so that the model still covers 1-5
     full_coef, full_int = [], []
     for lvl in (1, 2, 3, 4, 5):
@@ -222,7 +225,12 @@ def evaluate_triage(data_dir: str | Path | None = None, limit: int | None = None
     from medslm.agents.triage_features import AcuityModel, note_features
     from medslm.settings import default_cache_dir
 
-    rows = read_ktas(data_dir, limit)
+    # cross-validation needs rows of several levels in every fold: a small limit still takes MIN_CV_ROWS,
+    # spread over the file (the first rows of data_dev.csv are few levels)
+    rows = read_ktas(data_dir)
+    if limit is not None and limit < len(rows):
+        n = max(limit, MIN_CV_ROWS)
+        rows = rows[:: max(1, len(rows) // n)][:n]
     y = np.asarray([r["expert"] for r in rows])
     agent = TriageAgent(model="embedded") if use_slm else None
     u_cost = under_triage_cost if under_triage_cost is not None else TriageAgent.DEFAULT_UNDER_TRIAGE_COST
@@ -289,6 +297,9 @@ def evaluate_triage(data_dir: str | Path | None = None, limit: int | None = None
     }
 
 
+MIN_CV_ROWS = 40
+
+
 def _choose_slm_weight(train: Sequence[dict[str, Any]], slm: Sequence[dict[int, float]], seed: int,
                        grid: Sequence[float] = (0.0, 0.25, 0.5, 1.0)) -> float:
     """Weight of the SLM log-probabilities that maximises inner-CV log-likelihood on ``train``."""
@@ -302,9 +313,12 @@ def _choose_slm_weight(train: Sequence[dict[str, Any]], slm: Sequence[dict[int, 
 
     y = np.asarray([r["expert"] for r in train])
     inner: list[dict[int, float]] = [{}] * len(train)
+    n_splits = min(4, int(np.bincount(y).max()))
+    if n_splits < 2:
+        return 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        splits = list(StratifiedKFold(n_splits=4, shuffle=True, random_state=seed + 1).split(np.zeros(len(y)), y))
+        splits = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed + 1).split(np.zeros(len(y)), y))
     for tr, te in splits:
         m = AcuityModel(fit_triage_model([train[i] for i in tr]))
         for i in te:

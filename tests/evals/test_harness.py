@@ -86,3 +86,26 @@ def test_cli_writes_report(tmp_path, data_dir) -> None:
     assert (tmp_path / "report.md").exists() and (tmp_path / "pareto_triage.png").exists()
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["tasks"]["triage"]["systems"]["rules"]["n"] == 3
+
+
+def test_icd_probe_runs_ner_upstream(data_dir) -> None:
+    # icd reads ner's entities: the probe graph must put ner first, for every system, and score icd's result
+    out = H.run_eval("icd", data_dir, limit=2, probe=2, systems=("rules", "slm"), task_eval=False, n_boot=20)
+    for system in ("rules", "slm"):
+        r = out["tasks"]["icd"]["systems"][system]
+        assert "skipped" not in r and "error" not in r, r
+        assert r["n"] == 2 and r["cost"]["failed"] == 0
+        assert 0.0 < r["metrics"]["precision"] <= 1.0  # real codes, scored against CodiEsp gold
+
+
+def test_triage_model_fits_on_two_levels() -> None:
+    # a small --limit can leave two KTAS levels in a training fold: sklearn then fits one binary row
+    from medslm.agents.triage_features import AcuityModel, note_features
+    from medslm.evals.triage import fit_triage_model
+
+    rows = [{"note": f"chief complaint: {c}. vitals: HR {hr}", "expert": lvl, "Chief_complain": c}
+            for c, hr, lvl in [("chest pain", 130, 2), ("cough", 80, 4)] * 6]
+    m = AcuityModel(fit_triage_model(rows))
+    p = m.predict_proba(note_features(rows[0]["note"], m.vocabulary).values)
+    assert sum(p.values()) == pytest.approx(1.0) and max(p, key=p.get) == 2
+    assert p[1] < 1e-6 and p[3] < 1e-6  # levels absent from training keep a vanishing prior
