@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,10 @@ class Settings(BaseModel):
         default=None, description="spec of the large LLM to escalate to (an 'openai:' endpoint); None: humans"
     )
     escalation_budget: int | None = Field(default=None, description="max escalations per job (None: no cap)")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="agent -> confidence under which its result escalates (or goes to review); others 0.5",
+    )
     allow_phi_to_remote: bool = Field(
         default=False, description="send identified text to an endpoint not on this machine (off: de-identified)"
     )
@@ -82,9 +88,28 @@ class Settings(BaseModel):
         ):
             if env in os.environ:
                 values[key] = os.environ[env]
+        if os.environ.get("MEDSLM_THRESHOLDS"):
+            values["thresholds"] = parse_thresholds(os.environ["MEDSLM_THRESHOLDS"].split(","))
         values["log_phi"] = os.environ.get("MEDSLM_LOG_PHI", "") == "1"
         values.update(overrides)
         return cls(**values)
 
 
-__all__ = ["ROLES", "Settings", "default_cache_dir"]
+def parse_thresholds(items: Sequence[str]) -> dict[str, float]:
+    """``["icd=0.3", "triage=0.4"]`` -> ``{"icd": 0.3, "triage": 0.4}``, checked."""
+    from medslm.errors import ConfigurationError
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.strip().partition("=")
+        try:
+            t = float(value)
+        except ValueError:
+            t = math.nan
+        if not sep or not name.strip() or not 0.0 <= t <= 1.0:
+            raise ConfigurationError(f"threshold {item.strip()!r}: expected AGENT=VALUE with VALUE in [0, 1]")
+        out[name.strip()] = t
+    return out
+
+
+__all__ = ["ROLES", "Settings", "default_cache_dir", "parse_thresholds"]

@@ -30,6 +30,9 @@ def review(
     store: Annotated[Path | None, typer.Option("--store", help="results store (SQLite; default: <output>.store.sqlite)")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="review only the first N records")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="notes in flight (threads; for remote models)")] = 1,
+    threshold: Annotated[list[str] | None, typer.Option(
+        "--threshold", help="AGENT=VALUE: confidence under which that agent's result escalates or goes to review "
+        "(repeatable; default 0.5; also MEDSLM_THRESHOLDS=icd=0.3,triage=0.4)")] = None,
     show: Annotated[bool | None, typer.Option("--show/--no-show", help="print a table per note (default: up to 25 notes)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -41,7 +44,7 @@ def review(
 
     from medslm.errors import MedslmError
     from medslm.graphs.runner import review_batch
-    from medslm.settings import Settings
+    from medslm.settings import Settings, parse_thresholds
 
     console = Console()
     if samples == (input is not None):
@@ -53,7 +56,14 @@ def review(
         output = output or Path("samples.reviews.jsonl")
     else:
         inputs = input
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        if threshold:
+            settings = settings.model_copy(update={"thresholds": {**settings.thresholds,
+                                                                  **parse_thresholds(threshold)}})
+    except MedslmError as exc:
+        console.print(f"[red]error[/]: {exc}")
+        raise typer.Exit(2) from None
     try:
         report = review_batch(
             inputs, output, graph=graph, settings=settings, store=store, format=format, id_col=id_col,

@@ -100,3 +100,20 @@ def test_choose_threshold_meets_targets():
     assert t.threshold == pytest.approx(0.15) and t.accepted_error > 0
     with pytest.raises(ConfigurationError, match="needs a target"):
         choose_threshold(conf, ok)
+
+
+def test_thresholds_from_settings_env_and_their_errors(monkeypatch):
+    from medslm.errors import ConfigurationError
+    from medslm.settings import Settings, parse_thresholds
+
+    monkeypatch.setenv("MEDSLM_THRESHOLDS", "icd=0.2, triage=0.9")
+    s = Settings.from_env()
+    assert s.thresholds == {"icd": 0.2, "triage": 0.9}
+    assert s.config_hash() != Settings().config_hash()  # thresholds change routes, so results
+    policy = EscalationPolicy.from_settings(s)
+    assert policy.decide(res("icd", 0.3)) is Route.ACCEPT  # 0.3 >= 0.2
+    assert policy.decide(res("triage", 0.8)) is Route.REVIEW  # no LLM configured: review
+    assert policy.decide(res("ner", 0.49)) is Route.REVIEW  # default 0.5
+    for bad in ("icd", "icd=1.5", "=0.3", "icd=high"):
+        with pytest.raises(ConfigurationError, match="AGENT=VALUE"):
+            parse_thresholds([bad])
