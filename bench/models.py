@@ -43,7 +43,7 @@ def _child(spec: str, repeats: int) -> dict[str, float]:
         lm.load()
     load_s = time.perf_counter() - t0
     lm.generate(PROMPT, Choice(["1", "2", "3", "4", "5"]))  # warm constraint machinery
-    lm.generate(PROMPT, JsonSchema(Finding), max_tokens=48)
+    lm.generate(PROMPT, JsonSchema(Finding), max_tokens=96)
     toks, gen_s = 0, 0.0
     for _ in range(repeats):
         g = lm.generate(PROMPT, None, max_tokens=64)
@@ -57,7 +57,7 @@ def _child(spec: str, repeats: int) -> dict[str, float]:
     js = []
     for _ in range(repeats):
         t = time.perf_counter()
-        lm.generate(PROMPT, JsonSchema(Finding), max_tokens=48)
+        lm.generate(PROMPT, JsonSchema(Finding), max_tokens=96)
         js.append(time.perf_counter() - t)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"load_s": load_s, "tok_per_s": toks / gen_s if gen_s else 0.0,

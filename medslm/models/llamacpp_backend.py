@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from medslm.errors import ConfigurationError, MissingExtraError
+from medslm.errors import ConfigurationError, MissingExtraError, ModelError
 from medslm.models.base import (
     Choice,
     ChoiceScores,
@@ -93,11 +93,24 @@ class LlamaCppModel:
         text = choice["message"]["content"] or ""
         content = (choice.get("logprobs") or {}).get("content") or []
         lps = tuple(float(t["logprob"]) for t in content)
-        value = constraint.parse(text) if isinstance(constraint, JsonSchema) else text
+        value = self._parse(text, constraint, choice.get("finish_reason") == "length")
         usage = out.get("usage", {})
         return Generation(value=value, text=text, token_logprobs=lps, tokens_in=usage.get("prompt_tokens", 0),
                           tokens_out=usage.get("completion_tokens", len(lps)),
                           latency_s=time.perf_counter() - t0, model=self._info)
+
+    def _parse(self, text: str, constraint: Constraint | None, truncated: bool) -> Any:
+        if not isinstance(constraint, JsonSchema):
+            return text
+        try:
+            return constraint.parse(text)
+        except ValueError as exc:
+            # the grammar cannot produce invalid JSON: only max_tokens can cut it short
+            raise ModelError(
+                f"{self._info.id}: JSON output was cut at max_tokens ({len(text)} characters); raise max_tokens "
+                "or bound the schema (maxLength / maxItems)" if truncated
+                else f"{self._info.id}: output did not validate: {type(exc).__name__}"
+            ) from None
 
     def score_choices(self, messages: Messages, options: Sequence[str]) -> ChoiceScores:
         import numpy as np

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from medslm.errors import ConfigurationError, MissingExtraError, UnknownNameError
+from medslm.errors import ConfigurationError, MissingExtraError, ModelError, UnknownNameError
 from medslm.models import catalog
 from medslm.models.base import Choice, JsonSchema, Regex, enforceable
 from medslm.models.llamacpp_backend import LlamaCppModel, choice_grammar
@@ -93,3 +93,6 @@ def test_llamacpp_constraints_hold_on_the_embedded_gguf():
     assert isinstance(lm.generate(msgs, JsonSchema(Finding), max_tokens=60).value, Finding)
     scores = lm.score_choices(msgs, ["yes", "no", "maybe"])
     assert abs(sum(scores.probs) - 1.0) < 1e-6 and len(scores.logprobs) == 3
+    # JSON cut short by max_tokens: a typed error that says so, never a pydantic parse error
+    with pytest.raises(ModelError, match="cut at max_tokens"):
+        lm.generate(msgs, JsonSchema(Finding), max_tokens=3)
