@@ -33,22 +33,28 @@ def _settings(settings: Settings | None, overrides: Mapping[str, Any]) -> tuple[
     return s, rest
 
 
-def chart_review_pipeline(settings: Settings | None = None, **overrides: Any) -> Pipeline:
+def chart_review_pipeline(settings: Settings | None = None, *, parallel: bool | None = None,
+                          **overrides: Any) -> Pipeline:
     """guard_in → ner → {icd, triage, summarize} → verify → route → escalate? → review? → guard_out.
 
     ``overrides``: per-role model specs (``summarize="openai:http://…#m"``) or Settings fields
     (``escalation_model=…``). Insert your own nodes with :meth:`Pipeline.insert`.
+    ``parallel``: icd, triage and summarize as parallel branches. Default: only when one of them calls
+    an endpoint (``openai:``), whose requests then overlap. Local models share the CPU and one model per
+    process, so branches gain nothing there and LangGraph's thread pool costs ~5 % per note on 2 cores
+    (bench/runner.py); they then run one after the other.
     """
     s, rest = _settings(settings, overrides)
     if rest:
         from medslm.errors import UnknownNameError
 
         raise UnknownNameError("chart_review option", next(iter(rest)), [*ROLES, *Settings.model_fields])
+    if parallel is None:
+        parallel = any(str(s.model_for(r)).startswith("openai:") for r in ("icd", "triage", "summarize"))
+    pipe = Pipeline(name="chart_review", settings=s).add("guard_in").add("ner")
+    pipe = pipe.add("icd", "triage", "summarize") if parallel else pipe.add("icd").add("triage").add("summarize")
     return (
-        Pipeline(name="chart_review", settings=s)
-        .add("guard_in")
-        .add("ner")
-        .add("icd", "triage", "summarize")
+        pipe
         .add("verify")
         .add("route")
         .add("escalate", when=_routed(Route.ESCALATE))
@@ -57,9 +63,10 @@ def chart_review_pipeline(settings: Settings | None = None, **overrides: Any) ->
     )
 
 
-def chart_review(settings: Settings | None = None, *, checkpointer: Any = None, **overrides: Any) -> Any:
+def chart_review(settings: Settings | None = None, *, checkpointer: Any = None, parallel: bool | None = None,
+                 **overrides: Any) -> Any:
     """The full chart-review graph, compiled (instant: no model loads until the first note)."""
-    return chart_review_pipeline(settings, **overrides).compile(checkpointer=checkpointer)
+    return chart_review_pipeline(settings, parallel=parallel, **overrides).compile(checkpointer=checkpointer)
 
 
 def cohort(settings: Settings | None = None) -> Any:

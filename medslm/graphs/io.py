@@ -82,12 +82,14 @@ def dedupe(records: Iterable[Record], limit: int | None = None) -> Iterator[Reco
     for n, (index, rec) in enumerate(records):
         if limit is not None and n >= limit:
             return
-        if isinstance(rec, Note):
-            if rec.id in seen:
-                rec = InputFailure(index, rec.id, "duplicate_id",
-                                   f"record {index}: id {rec.id!r} already used by an earlier record")
+        # a failed record with an id holds that id too: a later record with it is the duplicate
+        rid = rec.id if isinstance(rec, Note) else rec.note_id
+        if rid is not None and not (isinstance(rec, InputFailure) and rec.reason_code == "duplicate_id"):
+            if rid in seen:
+                rec = InputFailure(index, rid, "duplicate_id",
+                                   f"record {index}: id {rid!r} already used by an earlier record")
             else:
-                seen.add(rec.id)
+                seen.add(rid)
         yield index, rec
 
 

@@ -158,3 +158,13 @@ def test_write_reviews_is_atomic_and_multi_format(tmp_path):
         write_reviews(bad(), tmp_path / "o.jsonl")
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 3  # the old file is intact
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_id_taken_by_a_failed_record_makes_the_next_one_a_duplicate(tmp_path):
+    # found by the fuzz test: {"id": "0", "text": 0} then {"id": "0", "text": "  "} gave two outputs "0"
+    from medslm.graphs.io import read_records
+
+    path = _jsonl(tmp_path / "in.jsonl", [b'{"id": "0", "text": 0}', b'{"id": "0", "text": "   "}'])
+    recs = [r for _, r in read_records(path)]
+    assert [r.reason_code for r in recs] == ["not_text", "duplicate_id"]
+    assert len({r.output_id for r in recs}) == 2

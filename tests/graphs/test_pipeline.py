@@ -82,7 +82,12 @@ def test_chart_review_shape_mermaid_and_summary():
     assert set(graph.get_graph().nodes) >= {"guard_in", "ner", "icd", "triage", "summarize", "verify", "route",
                                             "escalate", "review", "guard_out"}
     mermaid = pipe.mermaid()
-    assert "ner --> icd;" in mermaid and "ner --> triage;" in mermaid and "ner --> summarize;" in mermaid
+    # local models: the three agents run one after the other (branches only add LangGraph's thread pool)
+    assert "ner --> icd;" in mermaid and "icd --> triage;" in mermaid and "triage --> summarize;" in mermaid
+    fanned = chart_review_pipeline(parallel=True).mermaid()
+    assert "ner --> icd;" in fanned and "ner --> triage;" in fanned and "ner --> summarize;" in fanned
+    remote = chart_review_pipeline(summarize="openai:http://127.0.0.1:9/v1#m").mermaid()
+    assert "ner --> summarize;" in remote  # an endpoint among them: parallel by default
     assert "guard_in -.-> __end__;" in mermaid  # blocked / failed notes stop after guard_in
     assert "route -.-> escalate;" in mermaid and "route -.-> review;" in mermaid
     lines = pipe.describe().splitlines()
