@@ -30,3 +30,11 @@ def embedded_lm():
     from medslm.models.catalog import load_model
 
     return load_model("embedded").load()
+
+
+@pytest.fixture(scope="session")
+def kg():
+    """The shared embedded graph (ICD-10-CM 2026 + HPO + CCSR); built once into the cache if needed."""
+    from medslm.knowledge import KnowledgeGraph
+
+    return KnowledgeGraph.default().load()

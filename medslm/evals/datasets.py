@@ -44,6 +44,7 @@ __all__ = [
     "TaggedSentence",
     "TriageVisit",
     "dataset_path",
+    "clinical_texts",
     "read_aci_bench",
     "read_bc5cdr",
     "read_codiesp",
@@ -373,6 +374,22 @@ def read_aci_bench(data_dir: str | os.PathLike[str] | None = None, split: str = 
                 yield SummaryPair(row["encounter_id"], row["dialogue"], row["note"], None, "aci-bench")
 
     return _limit(gen(), limit)
+
+
+def clinical_texts(data_dir: str | os.PathLike[str] | None = None, split: str = "train",
+                   limit: int | None = None) -> list[str]:
+    """Real clinical text: ACI-Bench notes, then MTS-Dialog section texts, of ``split`` (empty ones left out).
+
+    ``limit`` caps the texts taken from each data set; a data set that is not there is skipped.
+    """
+    texts: list[str] = []
+    for read in (read_aci_bench, read_mts_dialog):
+        try:
+            pairs = read(data_dir, split)
+        except (ConfigurationError, FileNotFoundError):
+            continue
+        texts += [p.reference for p in pairs if p.reference][:limit]
+    return texts
 
 
 def read_meqsum(data_dir: str | os.PathLike[str] | None = None, limit: int | None = None) -> list[SummaryPair]:

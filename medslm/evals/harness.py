@@ -293,8 +293,9 @@ def _jsonable(x: Any) -> Any:
 def _graph_probe(spec: TaskSpec, records: Sequence[tuple[str, str, Any]], settings: Any,
                  model: Any = None, agent: Any = None) -> list[Item]:
     from medslm.graphs.builders import run_note
-    from medslm.graphs.context import ReviewContext
+    from medslm.graphs.context import ReviewContext, make_agent
     from medslm.graphs.pipeline import Pipeline
+    from medslm.graphs.state import AGENT_FIELDS
     from medslm.records import Note
     from medslm.safety import Guardian
 
@@ -302,8 +303,6 @@ def _graph_probe(spec: TaskSpec, records: Sequence[tuple[str, str, Any]], settin
              .add("guard_in"))
     for node in spec.upstream:  # upstream nodes run as the system does: rules-only for the rules system
         if agent is not None and getattr(agent, "model", "") is None:
-            from medslm.graphs.context import make_agent
-
             graph.add(make_agent(node, None), name=node)
         else:
             graph.add(node)
@@ -321,8 +320,7 @@ def _graph_probe(spec: TaskSpec, records: Sequence[tuple[str, str, Any]], settin
         item = Item(rid, gold, latency_ms=wall)
         if review.status.value in ("failed", "blocked"):
             item.failed = (review.reason or review.status.value)[:200]
-        result = {"ner": review.entities, "icd": review.codes, "triage": review.triage,
-                  "summarize": review.summary}.get(spec.role)
+        result = getattr(review, AGENT_FIELDS[spec.role]) if spec.role in AGENT_FIELDS else None
         if result is not None:
             item.pred = spec.extract(review)
             item.confidence = float(result.confidence)

@@ -105,33 +105,13 @@ def evaluate_injection(guardian: Any, *, n: int = 240, heldout: bool = False, se
 
 def evaluate_injection_real_notes(guardian: Any, data_dir: Path | str, *, limit: int | None = None) -> dict[str, Any]:
     """False-positive rate of injection fencing on real clinical text (ACI-Bench valid notes, MTS-Dialog valid sections)."""
-    import csv
+    from medslm.evals.datasets import clinical_texts
 
-    csv.field_size_limit(10**9)
-    d = Path(data_dir)
-    texts: list[str] = []
-    for path, col in ((d / "aci-bench" / "valid.csv", "note"), (d / "mts-dialog" / "MTS-Dialog-ValidationSet.csv", "section_text")):
-        if path.exists():
-            with path.open(encoding="utf-8", newline="") as fh:
-                texts += [r[col] for r in csv.DictReader(fh) if r.get(col)]
+    texts = clinical_texts(data_dir, "valid")
     if limit:
         texts = texts[:limit]
     flagged = sum(1 for t in texts if guardian.check_input(t).fenced)
     return {"texts": len(texts), "fpr": flagged / max(1, len(texts))}
-
-
-def _train_clinical_texts(data_dir: Path | str, *, limit: int) -> list[str]:
-    """ACI-Bench *train* notes and MTS-Dialog *train* section texts (never the splits figures are taken on)."""
-    import csv
-
-    csv.field_size_limit(10**9)
-    d = Path(data_dir)
-    texts: list[str] = []
-    for path, col in ((d / "aci-bench" / "train.csv", "note"), (d / "mts-dialog" / "MTS-Dialog-TrainingSet.csv", "section_text")):
-        if path.exists():
-            with path.open(encoding="utf-8", newline="") as fh:
-                texts += [r[col] for r in csv.DictReader(fh) if r.get(col)][:limit]
-    return texts
 
 
 def fit_injection_calibration(
@@ -144,6 +124,7 @@ def fit_injection_calibration(
     train notes and MTS-Dialog train sections (all negative). The held-out pool and the validation /
     test splits are never used. ``slm=False`` fits rule/head scores alone (the SLM term is then zero).
     """
+    from medslm.evals.datasets import clinical_texts
     from medslm.safety import corpora, heads
     from medslm.safety.guardian import SlmCalibration, is_rule_hit
 
@@ -159,7 +140,7 @@ def fit_injection_calibration(
         add(p.benign, None, "dev_benign")
     for sentence in heads._CLINICAL_IMPERATIVES:
         add(sentence, None, "imperatives")
-    for text in _train_clinical_texts(data_dir, limit=real_limit):
+    for text in clinical_texts(data_dir, "train", limit=real_limit):
         add(text, None, "train_clinical")
     scores, probs, hits, labels, sources = (list(c) for c in zip(*rows, strict=True))
     cal = SlmCalibration.fit(scores, probs, labels, hits)

@@ -27,6 +27,8 @@ __all__ = [
     "rouge_scores",
 ]
 
+log = logging.getLogger(__name__)
+
 #: MTS-Dialog section headers -> summary sections of :class:`SummarizeAgent`.
 MTS_SECTIONS = {
     "GENHX": "hpi", "CC": "chief_complaint", "ROS": "review_of_systems", "FAM/SOCHX": "family_social_history",
@@ -114,8 +116,6 @@ class _MiniLM:
                 out.append(torch.nn.functional.normalize(v, dim=0))
         return torch.stack(out)
 
-
-log = logging.getLogger(__name__)
 
 _EMBEDDER: _MiniLM | None = None
 

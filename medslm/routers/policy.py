@@ -176,9 +176,7 @@ class EscalationPolicy:
         """Policy for a run: thresholds from ``settings.thresholds`` (unless given), budget from
         ``settings.escalation_budget``, LLM if ``escalation_model`` is set."""
         kw.setdefault("llm_available", settings.escalation_model is not None)
-        if thresholds is None:
-            thresholds = getattr(settings, "thresholds", None) or None
-        return cls(thresholds, budget or Budget(max_escalations=settings.escalation_budget), **kw)
+        return cls(settings.thresholds if thresholds is None else thresholds, budget or Budget(max_escalations=settings.escalation_budget), **kw)
 
     def threshold_for(self, agent: str) -> float:
         return self.threshold(agent)

@@ -131,15 +131,9 @@ def injection_training_positives(n: int = 600, seed: int = 0) -> list[str]:
 
 def clinical_sentences(data_dir: Path | str, *, limit: int = 6000, seed: int = 0) -> list[str]:
     """Sentences from ACI-Bench train notes and MTS-Dialog train section texts (benign)."""
-    import csv
+    from medslm.evals.datasets import clinical_texts
 
-    csv.field_size_limit(10**9)
-    d = Path(data_dir)
-    texts: list[str] = []
-    for path, col in ((d / "aci-bench" / "train.csv", "note"), (d / "mts-dialog" / "MTS-Dialog-TrainingSet.csv", "section_text")):
-        if path.exists():
-            with path.open(encoding="utf-8", newline="") as fh:
-                texts += [r[col] for r in csv.DictReader(fh) if r.get(col)]
+    texts = clinical_texts(data_dir, "train")
     sents = [s.strip() for t in texts for s in re.split(r"(?<=[.!?])\s+|\n+", t) if len(s.strip()) > 12]
     rng = random.Random(seed)
     rng.shuffle(sents)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from medslm.agents.icd import IcdAgent, family_history_code
-from medslm.knowledge import KnowledgeGraph
 from medslm.records import AgentResult, CodeAssignment, Note
 
 NOTES = {
@@ -16,11 +15,6 @@ NOTES = {
     "both_diabetes": "Type 1 diabetes mellitus on an insulin pump. An old letter says type 2 diabetes mellitus.",
     "nothing": "Patient seen today, doing well, follow-up in three months.",
 }
-
-
-@pytest.fixture(scope="module")
-def kg() -> KnowledgeGraph:
-    return KnowledgeGraph.default().load()
 
 
 @pytest.fixture(scope="module")

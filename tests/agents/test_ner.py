@@ -6,17 +6,11 @@ from __future__ import annotations
 import pytest
 
 from medslm.agents.ner import NerAgent, split_sentences
-from medslm.knowledge import KnowledgeGraph
 from medslm.records import Assertion, EntityType, Note
 
 TEXT = ("A 58-year-old woman with type 2 diabetes mellitus presented with chest pain. "
         "She denies shortness of breath. Her mother had breast cancer. ECG and troponin were ordered; "
         "an appendectomy was done years ago. Possible pneumonia on the chest film.")
-
-
-@pytest.fixture(scope="module")
-def kg() -> KnowledgeGraph:
-    return KnowledgeGraph.default().load()
 
 
 @pytest.fixture(scope="module")
