@@ -282,7 +282,7 @@ class TransformersModel:
                 longest = max(len(ids) for ids in opt_ids)
                 if longest > 1:
                     n = len(opts)
-                    cache = first.past_key_values
+                    cache = _cache_of(first)
                     cache.batch_repeat_interleave(n)
                     width = longest - 1  # feed all but the last token of each option
                     feed = torch.full((n, width), self._tok.pad_token_id, dtype=torch.long)
@@ -292,12 +292,25 @@ class TransformersModel:
                     for i, ids in enumerate(opt_ids):
                         attn[i, prompt_ids.shape[1] + len(ids) - 1:] = 0
                     out = self._model(input_ids=feed.to(self.device), attention_mask=attn.to(self.device),
-                                      past_key_values=cache, use_cache=True)
+                                      use_cache=True, **{_cache_kwarg(self._model): cache})
                     lp = out.logits.float().log_softmax(-1)
                     for i, ids in enumerate(opt_ids):
                         totals[i] += sum(float(lp[i, k, ids[k + 1]]) for k in range(len(ids) - 1))
             return ChoiceScores(options=opts, logprobs=tuple(totals), tokens_in=int(prompt_ids.shape[1]),
                                 latency_s=time.perf_counter() - t0, model=self._info)
+
+
+def _cache_of(output: Any) -> Any:
+    """The KV cache of a forward pass (``cache`` since transformers 5.2x, ``past_key_values`` before)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def _cache_kwarg(model: Any) -> str:
+    """The name ``forward`` takes a KV cache under (transformers renamed ``past_key_values`` to ``cache``)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 __all__ = ["TransformersModel", "choice_regex"]
