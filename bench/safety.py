@@ -2,7 +2,7 @@
 
     python bench/safety.py                 # all figures (several minutes on 2 cores)
     python bench/safety.py --limit 40      # a quick run on subsets
-    python bench/safety.py --train         # refit the harm and injection heads (package data), then measure
+    python bench/safety.py --train         # refit the harm and injection heads (shipped artifacts), then measure
     python bench/safety.py --rules-only    # the guardian without its SLM (for comparison)
     python bench/safety.py --fit [--no-slm] # refit the injection calibration (dev pool + train-split text)
     python bench/safety.py --json out.json
@@ -31,18 +31,13 @@ def _data_dir(arg: str | None) -> Path:
 
 
 def train(data_dir: Path) -> None:
-    from medslm.safety.harm import train_harm_head
-    from medslm.safety.heads import load_head, train_injection_head
+    """Refit the guardian's heads into the shipped artifacts (same as `medslm train guardian`)."""
+    from medslm.artifacts import shipped_root
+    from medslm.safety.heads import load_head
+    from medslm.training import train as train_components
 
-    out = REPO / "medslm" / "safety" / "data"
-    t0 = time.perf_counter()
-    head, meta = train_injection_head(data_dir)
-    (out / "injection_head.json").write_text(head.to_json(), encoding="utf-8")
-    print(f"injection head: {meta} threshold={head.threshold:.3f} ({time.perf_counter() - t0:.0f}s)")
-    t0 = time.perf_counter()
-    head, meta = train_harm_head(data_dir)
-    (out / "harm_head.json").write_text(head.to_json(), encoding="utf-8")
-    print(f"harm head: {meta} threshold={head.threshold:.3f} ({time.perf_counter() - t0:.0f}s)")
+    for m in train_components("guardian", data_dir=data_dir, out_dir=shipped_root()):
+        print(f"{m.component}: {m.figures} ({m.wall_time_s:.0f}s)")
     load_head.cache_clear()
 
 

@@ -10,6 +10,7 @@ Model specs are short strings resolved by :mod:`medslm.models.catalog`:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -56,6 +57,10 @@ class Settings(BaseModel):
     max_note_chars: int = Field(default=DEFAULT_MAX_NOTE_CHARS, gt=0)
     cache_dir: Path = Field(default_factory=default_cache_dir)
     data_dir: Path | None = Field(default=None, description="public datasets for evals (../shared/data)")
+    artifacts: Path | None = Field(
+        default=None,
+        description="folder of retrained artifacts (medslm train --out); components it lacks come from the package",
+    )
     log_phi: bool = Field(default=False, description="debug only: allow note text in logs")
     seed: int = 0
 
@@ -68,8 +73,13 @@ class Settings(BaseModel):
     def config_hash(self) -> str:
         """Hash of everything that changes results (not paths, not logging)."""
         keyed: dict[str, Any] = self.model_dump(
-            mode="json", exclude={"cache_dir", "data_dir", "log_phi", "escalation_budget"}
+            mode="json", exclude={"cache_dir", "data_dir", "log_phi", "escalation_budget", "artifacts"}
         )
+        # the trained artifacts a run loads change its results: key on their manifests, not their path
+        from medslm.artifacts import user_root
+
+        user = user_root(self.artifacts)
+        keyed["artifacts"] = _artifacts_fingerprint(str(user) if user is not None else None)
         return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -85,6 +95,7 @@ class Settings(BaseModel):
             ("escalation_model", "MEDSLM_ESCALATION_MODEL"),
             ("data_dir", "MEDSLM_DATA_DIR"),
             ("max_note_chars", "MEDSLM_MAX_NOTE_CHARS"),
+            ("artifacts", "MEDSLM_ARTIFACTS"),
         ):
             if env in os.environ:
                 values[key] = os.environ[env]
@@ -93,6 +104,14 @@ class Settings(BaseModel):
         values["log_phi"] = os.environ.get("MEDSLM_LOG_PHI", "") == "1"
         values.update(overrides)
         return cls(**values)
+
+
+@functools.lru_cache(maxsize=16)
+def _artifacts_fingerprint(user: str | None) -> str:
+    """Hash of the manifests of every artifact a run with this user folder would load."""
+    from medslm import artifacts
+
+    return artifacts.fingerprint([c for c, _, _ in artifacts.list_artifacts(user)], user)
 
 
 def parse_thresholds(items: Sequence[str]) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """A linear-chain CRF mention tagger (python-crfsuite) trained on public IOB corpora.
 
-The tagger is trained on the *train* (and optionally *devel*) splits only - NCBI-disease for disease
-mentions, BC5CDR for chemicals and diseases - and cached under ``<cache_dir>/ner/``. Training takes about
-a minute on one core; the cached model loads in milliseconds. Features are orthographic (case, shape,
+:func:`fit_crf` trains it (``medslm train ner-crf``: BC5CDR train, chemicals and diseases;
+``ner-crf-ncbi``: NCBI-disease train + devel, diseases) into an artifact folder that ships with medslm;
+:class:`CrfTagger` loads that folder at run time in milliseconds and never trains. Features are orthographic (case, shape,
 affixes, neighbouring words) plus a lexicon feature: whether a token starts or continues a span that a
 dictionary of known mention strings (train mentions, optionally knowledge-graph names) matches.
 """
@@ -10,7 +10,6 @@ dictionary of known mention strings (train mentions, optionally knowledge-graph 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import logging
 import re
 import threading
@@ -23,14 +22,7 @@ from medslm.errors import ConfigurationError, MissingExtraError
 
 log = logging.getLogger(__name__)
 
-#: Corpora a tagger can be trained from: name -> (relative IOB files for training, labels kept).
-CORPORA: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "ncbi": (("ncbi-disease/conll/train.tsv", "ncbi-disease/conll/devel.tsv"), ("Disease",)),
-    # train split only: for choosing features on the devel split
-    "ncbi-train": (("ncbi-disease/conll/train.tsv",), ("Disease",)),
-    "bc5cdr": (("bc5cdr/train.tsv",), ("Chemical", "Disease")),
-}
-FORMAT = "crf-3"
+FORMAT = "crf-4"
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -208,93 +200,62 @@ def kg_gazetteer(kg: Any, systems: Sequence[str] = ("ICD10CM", "HPO")) -> Gazett
 
 
 class CrfTagger:
-    """Train-once, cached CRF tagger for one corpus (``"ncbi"`` or ``"bc5cdr"``)."""
+    """A trained CRF tagger loaded from an artifact folder (``model.crfsuite``, ``lexicon.json``,
+    ``config.json``), written by :func:`fit_crf` through ``medslm train ner-crf``.
 
-    def __init__(self, corpus: str, data_dir: Path, cache_dir: Path, *, c1: float = 0.05, c2: float = 0.01,
-                 max_iterations: int = 150, lexicon: bool = True, gazetteer: Gazetteer | None = None,
-                 gazetteer_name: str = "") -> None:
-        if corpus not in CORPORA:
-            from medslm.errors import UnknownNameError
+    ``gazetteer``: the knowledge graph's lexicon tags; required when the tagger was trained with them
+    (its config names the gazetteer).
+    """
 
-            raise UnknownNameError("NER corpus", corpus, list(CORPORA))
-        self.corpus = corpus
-        self.data_dir = Path(data_dir)
-        self.cache_dir = Path(cache_dir)
-        self.c1, self.c2, self.max_iterations = c1, c2, max_iterations
-        self.use_lexicon = lexicon
+    def __init__(self, folder: str | Path, *, gazetteer: Gazetteer | None = None) -> None:
+        self.folder = Path(folder)
         self.gazetteer = gazetteer
-        self.gazetteer_name = gazetteer_name if gazetteer is not None else ""
-        self._tagger = None
+        self.config: dict[str, Any] = {}
+        self._tagger: Any = None
         self._lexicon: Lexicon | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_artifact(cls, component: str = "ner-crf", root: str | Path | None = None, *,
+                      gazetteer: Gazetteer | None = None) -> CrfTagger:
+        from medslm.artifacts import artifact_dir
+
+        return cls(artifact_dir(component, root), gazetteer=gazetteer)
+
     @property
     def labels(self) -> tuple[str, ...]:
-        return CORPORA[self.corpus][1]
+        self.load()
+        return tuple(self.config["labels"])
 
-    def _files(self) -> list[Path]:
-        files = [self.data_dir / rel for rel in CORPORA[self.corpus][0]]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise ConfigurationError(
-                f"NER corpus {self.corpus!r} needs {', '.join(missing)}; set MEDSLM_DATA_DIR to the public data"
-            )
-        return files
-
-    def _sentences(self) -> list[tuple[list[str], list[str]]]:
-        keep = set(self.labels)
-        out = []
-        for f in self._files():
-            for toks, tags in read_iob(f):
-                out.append((toks, [t if t == "O" or t.split("-", 1)[1] in keep else "O" for t in tags]))
-        return out
-
-    def _key(self) -> str:
-        h = hashlib.sha256(f"{FORMAT}|{self.corpus}|{self.c1}|{self.c2}|{self.max_iterations}|{self.use_lexicon}|{self.gazetteer_name}".encode())
-        for f in self._files():
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}".encode())
-        return h.hexdigest()[:12]
+    @property
+    def uses_gazetteer(self) -> bool:
+        self.load()
+        return bool(self.config.get("gazetteer"))
 
     def _load(self) -> None:
+        import json
+
         try:
             import pycrfsuite
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise MissingExtraError(package="python-crfsuite", extra="ner", feature="the CRF NER tagger") from exc
-        sents = self._sentences()
-        if self.use_lexicon:
-            self._lexicon = Lexicon(toks[s:e] for toks, tags in sents for s, e, _ in iob_spans(tags))
-        path = self.cache_dir / "ner" / f"{self.corpus}-{self._key()}.crfsuite"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            log.info("training CRF tagger %s on %d sentences", self.corpus, len(sents))
-            trainer = pycrfsuite.Trainer(verbose=False)
-            for (toks, tags), lex in zip(sents, self._lexicon_tags_train(sents), strict=True):
-                gaz = self.gazetteer(toks) if self.gazetteer is not None else None
-                trainer.append(sentence_features(toks, lex, gaz), tags)
-            trainer.set_params({"c1": self.c1, "c2": self.c2, "max_iterations": self.max_iterations,
-                                "feature.possible_transitions": True})
-            tmp = path.with_suffix(".tmp")
-            trainer.train(str(tmp))
-            tmp.replace(path)
+        try:
+            self.config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"CRF tagger artifact {self.folder} has no readable config.json "
+                                     f"({type(exc).__name__}); retrain it with `medslm train ner-crf`") from None
+        if self.config.get("format") != FORMAT:
+            raise ConfigurationError(f"CRF tagger artifact {self.folder} has format {self.config.get('format')!r}, "
+                                     f"this medslm reads {FORMAT!r}; retrain it with `medslm train ner-crf`")
+        if self.config.get("gazetteer") and self.gazetteer is None:
+            raise ConfigurationError(f"the CRF tagger in {self.folder} was trained with the knowledge graph's "
+                                     "lexicon as features; pass gazetteer=kg_gazetteer(kg)")
+        lex = self.folder / "lexicon.json"
+        if lex.is_file():
+            self._lexicon = Lexicon(p.split(" ") for p in json.loads(lex.read_text(encoding="utf-8")))
         tagger = pycrfsuite.Tagger()
-        tagger.open(str(path))
+        tagger.open(str(self.folder / "model.crfsuite"))
         self._tagger = tagger
-
-    def _lexicon_tags_train(self, sents: Sequence[tuple[list[str], list[str]]]) -> list[list[str] | None]:
-        # A lexicon of every train mention would be the gold on train sentences, and the CRF would learn to
-        # trust it blindly. Each fold's sentences get the tags of a lexicon built from the other folds.
-        if self._lexicon is None:
-            return [None] * len(sents)
-        folds = 5
-        out: list[list[str] | None] = []
-        lexicons = [
-            Lexicon(toks[s:e] for k, (toks, tags) in enumerate(sents) if k % folds != f for s, e, _ in iob_spans(tags))
-            for f in range(folds)
-        ]
-        for k, (toks, _) in enumerate(sents):
-            out.append(lexicons[k % folds].tags(toks))
-        return out
 
     def load(self) -> CrfTagger:
         with self._lock:
@@ -305,20 +266,64 @@ class CrfTagger:
     def tag(self, tokens: Sequence[str]) -> tuple[list[str], list[TaggedSpan]]:
         """IOB tags of one sentence and its spans with their marginal probabilities."""
         self.load()
-        assert self._tagger is not None
         if not tokens:
             return [], []
         lex = self._lexicon.tags(tokens) if self._lexicon is not None else None
-        tagger = self._tagger
-        gaz = self.gazetteer(tokens) if self.gazetteer is not None else None
-        tags = list(tagger.tag(sentence_features(tokens, lex, gaz)))
-        spans = []
-        for s, e, lab in iob_spans(tags):
-            p = 1.0
-            for i in range(s, e):
-                p = min(p, tagger.marginal(tags[i], i))
-            spans.append(TaggedSpan(s, e, lab, p))
+        gaz = self.gazetteer(tokens) if self.config.get("gazetteer") and self.gazetteer is not None else None
+        with self._lock:  # a pycrfsuite Tagger keeps the last sentence's lattice: one sentence at a time
+            tagger = self._tagger
+            tags = list(tagger.tag(sentence_features(tokens, lex, gaz)))
+            spans = []
+            for s, e, lab in iob_spans(tags):
+                p = 1.0
+                for i in range(s, e):
+                    p = min(p, tagger.marginal(tags[i], i))
+                spans.append(TaggedSpan(s, e, lab, p))
         return tags, spans
 
 
-__all__ = ["CORPORA", "CrfTagger", "Gazetteer", "kg_gazetteer", "Lexicon", "TaggedSpan", "iob_spans", "read_iob", "sentence_features", "tokenize"]
+def out_of_fold_lexicon_tags(sents: Sequence[tuple[list[str], list[str]]], folds: int = 5) -> list[list[str]]:
+    """Lexicon tags of each training sentence from a lexicon built on the *other* folds.
+
+    A lexicon of every train mention would be the gold on train sentences, and the CRF would learn to
+    trust it blindly; each fold's sentences get the tags of a lexicon built from the other folds.
+    """
+    lexicons = [
+        Lexicon(toks[s:e] for k, (toks, tags) in enumerate(sents) if k % folds != f for s, e, _ in iob_spans(tags))
+        for f in range(folds)
+    ]
+    return [lexicons[k % folds].tags(toks) for k, (toks, _) in enumerate(sents)]
+
+
+def fit_crf(sents: Sequence[tuple[list[str], list[str]]], folder: str | Path, *, labels: Sequence[str],
+            c1: float = 0.05, c2: float = 0.01, max_iterations: int = 150, lexicon: bool = True,
+            gazetteer: Gazetteer | None = None, gazetteer_name: str = "") -> dict[str, Any]:
+    """Train a CRF on IOB ``sents`` and write ``model.crfsuite``, ``lexicon.json`` and ``config.json``."""
+    import json
+
+    import pycrfsuite
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    keep = set(labels)
+    sents = [(toks, [t if t == "O" or t.split("-", 1)[1] in keep else "O" for t in tags]) for toks, tags in sents]
+    lex_tags: list[list[str]] | list[None] = out_of_fold_lexicon_tags(sents) if lexicon else [None] * len(sents)
+    trainer = pycrfsuite.Trainer(verbose=False)
+    for (toks, tags), lex in zip(sents, lex_tags, strict=True):
+        gaz = gazetteer(toks) if gazetteer is not None else None
+        trainer.append(sentence_features(toks, lex, gaz), tags)
+    trainer.set_params({"c1": c1, "c2": c2, "max_iterations": max_iterations, "feature.possible_transitions": True})
+    log.info("training CRF tagger on %d sentences", len(sents))
+    trainer.train(str(folder / "model.crfsuite"))
+    if lexicon:
+        phrases = sorted({" ".join(t.lower() for t in toks[s:e]) for toks, tags in sents for s, e, _ in iob_spans(tags)
+                          if 0 < e - s <= 8})
+        (folder / "lexicon.json").write_text(json.dumps(phrases, separators=(",", ":")), encoding="utf-8")
+    config = {"format": FORMAT, "labels": list(labels), "c1": c1, "c2": c2, "max_iterations": max_iterations,
+              "lexicon": lexicon, "gazetteer": gazetteer_name if gazetteer is not None else ""}
+    (folder / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    return config
+
+
+__all__ = ["CrfTagger", "Gazetteer", "Lexicon", "TaggedSpan", "fit_crf", "iob_spans", "kg_gazetteer", "out_of_fold_lexicon_tags",
+           "read_iob", "sentence_features", "tokenize"]

@@ -12,8 +12,8 @@ the Z80-Z84 code of its ICD-10-CM chapter/block (:data:`FAMILY_HISTORY`), a pers
 code when the graph names one; an Excludes1 pair keeps only the better-supported code; a non-billable
 code gives way to a supported billable descendant.
 
-Without CodiEsp train under the data dir (``$MEDSLM_DATA_DIR``) the agent warns once and ranks by the
-lexicon alone (see :attr:`IcdAgent.coder`).
+The ranker and stacker are the ``icd-coder`` artifact, fitted on CodiEsp train by ``medslm train
+icd-coder`` and shipped with medslm; ``IcdAgent(coder=None)`` ranks by the lexicon alone.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ class IcdAgent:
 
     ``model``: spec or :class:`LanguageModel` (``None``: no SLM); ``kg``: graph (``None``: default);
     ``threshold``: minimum confidence of an emitted code (``None``: the one fitted on train, best
-    out-of-fold micro-F1); ``max_slm_calls``: ambiguous mentions the SLM disambiguates per note;
+    out-of-fold micro-F1); ``coder``: the trained ranker/stacker artifact (``None``: lexicon only);
+    ``artifacts``: a folder of retrained artifacts (default ``$MEDSLM_ARTIFACTS``, else the shipped ones); ``max_slm_calls``: ambiguous mentions the SLM disambiguates per note;
     ``require_evidence``: emit only codes with an evidence span in the note (a lexicon mention, or a
     sentence holding two thirds of the words of the code's description); ranker-only codes still rank.
     """
@@ -112,8 +113,8 @@ class IcdAgent:
         kg: KnowledgeGraph | None = None,
         *,
         threshold: float | None = None,
-        data_dir: str | Path | None = None,
-        cache_dir: str | Path | None = None,
+        coder: str | None = "icd-coder",
+        artifacts: str | Path | None = None,
         max_slm_calls: int = 3,
         max_codes: int = 25,
         require_evidence: bool = True,
@@ -121,8 +122,8 @@ class IcdAgent:
         self.model = model
         self._kg = kg
         self._threshold = threshold
-        self.data_dir = data_dir
-        self.cache_dir = cache_dir
+        self.coder_name = coder
+        self.artifacts = artifacts
         self.max_slm_calls = max_slm_calls
         self.max_codes = max_codes
         self.require_evidence = require_evidence
@@ -160,43 +161,15 @@ class IcdAgent:
 
     @property
     def coder(self) -> CodingModel | None:
-        """The train-split models (fitted on CodiEsp train on first use, then cached); None without data."""
+        """The train-split ranker and stacker (the ``icd-coder`` artifact); None when ``coder=None``."""
         with self._lock:
             if not self._coder_loaded:
-                self._coder = self._fit_or_load()
+                if self.coder_name is not None:
+                    from medslm.artifacts import artifact_dir
+
+                    self._coder = CodingModel.load(artifact_dir(self.coder_name, self.artifacts))
                 self._coder_loaded = True
         return self._coder
-
-    def _fit_or_load(self) -> CodingModel | None:
-        from medslm.agents import icd_model
-        from medslm.agents.ner import default_data_dir
-        from medslm.settings import default_cache_dir
-
-        root = default_data_dir(self.data_dir)
-        files = icd_model.codiesp_files(root, "train")
-        if not files[0].is_file():
-            log.warning("CodiEsp train not found under the data dir; ICD agent ranks by the lexicon only")
-            return None
-        cache = Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
-        path = icd_model.cache_path(cache, [files[0]], extra=",".join(self.kg_versions()))
-        model = icd_model.load(path)
-        if model is not None:
-            return model
-        docs = icd_model.read_codiesp(root, "train")
-        kg = self.kg
-        labels = [[c for c in d.codes if kg.get(c, "ICD10CM") is not None] for d in docs]
-        t = time.perf_counter()
-        model = CodingModel.fit([d.text for d in docs], labels, lambda text: self.evidence(text),
-                                self._billable)
-        log.info("fitted ICD coding model on %d train documents in %.0f s", len(docs), time.perf_counter() - t)
-        icd_model.save(model, path)
-        return model
-
-    def kg_versions(self) -> list[str]:
-        try:
-            return [str(v) for v in self.kg._ensure().versions]
-        except Exception:  # a graph without versions: key on nothing
-            return []
 
     def load(self) -> IcdAgent:
         self.kg.matcher(("ICD10CM",))
@@ -302,7 +275,7 @@ class IcdAgent:
         if coder is not None:
             codes, rows = coder.candidate_features(coder.ridge.scores(text), evidence, self._billable)  # type: ignore[union-attr]
             probs = coder.predict(rows)
-        else:  # no train data: the lexicon alone
+        else:  # coder=None: the lexicon alone
             codes = list(evidence)
             probs = [0.6 * evidence[c].lex_score * (1 - evidence[c].negated / max(1, evidence[c].count)) for c in codes]
         scored = {c: p for c, p in zip(codes, probs, strict=True) if kg.get(c, "ICD10CM") is not None}

@@ -1,6 +1,8 @@
 """Train-split models of the ICD-10-CM coding agent: a document-level code ranker and a candidate stacker.
 
-Fitted on CodiEsp *train* only (English text + diagnosis codes), cached under ``<cache_dir>/icd/``:
+Fitted on CodiEsp *train* only (English text + diagnosis codes) by ``medslm train icd-coder``, saved as
+the ``icd-coder`` artifact in safe formats (:meth:`CodingModel.save`: safetensors arrays and JSON; no
+pickle) and loaded at run time by :meth:`CodingModel.load`:
 
 - a kernel ridge regression from TF-IDF (1-2 grams) to the train codes (its top 100 codes are candidates) (one dense 500x500 solve, all
   codes at once): which codes documents like this one carry;
@@ -16,10 +18,9 @@ are dropped before fitting, so nothing the models rank can be invalid.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import math
-import pickle
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-FORMAT = "icd-model-3"
+FORMAT = "icd-model-4"
 FEATURES = (
     "ridge", "ridge_rank_inv", "in_ridge", "lex_score", "lex_count", "lex_precision", "lex_ambiguity",
     "neg_share", "prior", "billable", "depth", "entity_hit",
@@ -74,41 +75,105 @@ class Ridge:
         s = kd @ self.alpha
         return {c: float(v) for c, v in zip(self.codes, s, strict=True) if v > 0.01}
 
+    # ---------------------------------------------------------------- safe persistence
+    def arrays(self) -> dict[str, Any]:
+        import numpy as np
+
+        x = self.x.tocsr()
+        return {"ridge.x.data": x.data.astype(np.float32), "ridge.x.indices": x.indices.astype(np.int32),
+                "ridge.x.indptr": x.indptr.astype(np.int64), "ridge.alpha": np.ascontiguousarray(self.alpha),
+                "ridge.idf": self.vec.idf_.astype(np.float64)}
+
+    def config(self) -> dict[str, Any]:
+        return {"lam": self.lam, "codes": self.codes, "shape": list(self.x.shape),
+                "vocabulary": {t: int(i) for t, i in self.vec.vocabulary_.items()},
+                "tfidf": {"ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True, "stop_words": "english"}}
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], arrays: dict[str, Any]) -> Ridge:
+        from scipy.sparse import csr_matrix
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        r = cls(lam=float(config["lam"]))
+        r.codes = list(config["codes"])
+        t = config["tfidf"]
+        r.vec = TfidfVectorizer(ngram_range=tuple(t["ngram_range"]), min_df=t["min_df"], sublinear_tf=t["sublinear_tf"],
+                                stop_words=t["stop_words"], vocabulary=config["vocabulary"])
+        r.vec.idf_ = arrays["ridge.idf"]
+        r.x = csr_matrix((arrays["ridge.x.data"], arrays["ridge.x.indices"], arrays["ridge.x.indptr"]),
+                         shape=tuple(config["shape"]))
+        r.alpha = arrays["ridge.alpha"]
+        return r
+
+
+class TreeEnsemble:
+    """A fitted binary ``HistGradientBoostingClassifier`` as plain arrays, evaluated with numpy.
+
+    Saved as arrays (no pickle and no coupling to scikit-learn's private classes across versions);
+    :meth:`from_sklearn` checks that its probabilities equal the estimator's.
+    """
+
+    FIELDS = ("feature", "threshold", "left", "right", "leaf", "value", "missing_left", "offsets")
+
+    def __init__(self, baseline: float, arrays: dict[str, Any]) -> None:
+        self.baseline = float(baseline)
+        self.a = arrays
+
+    @classmethod
+    def from_sklearn(cls, est: Any, check: Any = None) -> TreeEnsemble:
+        import numpy as np
+
+        if getattr(est, "n_trees_per_iteration_", 1) != 1:
+            raise ValueError("TreeEnsemble holds binary classifiers only")
+        nodes = [pred[0].nodes for pred in est._predictors]
+        if any(n["is_categorical"].any() for n in nodes):
+            raise ValueError("categorical splits are not supported")
+        offsets = np.cumsum([0] + [len(n) for n in nodes]).astype(np.int64)
+        cat = np.concatenate(nodes)
+        arrays = {
+            "feature": cat["feature_idx"].astype(np.int32), "threshold": cat["num_threshold"].astype(np.float64),
+            "left": cat["left"].astype(np.int32), "right": cat["right"].astype(np.int32),
+            "leaf": cat["is_leaf"].astype(np.uint8), "value": cat["value"].astype(np.float64),
+            "missing_left": cat["missing_go_to_left"].astype(np.uint8), "offsets": offsets,
+        }
+        out = cls(float(np.ravel(est._baseline_prediction)[0]), arrays)
+        if check is not None and len(check):
+            want = est.predict_proba(np.asarray(check, dtype=np.float64))[:, 1]
+            got = out.predict_proba(check)
+            if not np.allclose(want, got, atol=1e-9):
+                raise ValueError(f"tree export differs from the estimator (max {np.abs(want - got).max():.2e})")
+        return out
+
+    def predict_proba(self, rows: Any) -> Any:
+        """Probability of the positive class for each row of ``rows`` (n x features)."""
+        import numpy as np
+
+        x = np.asarray(rows, dtype=np.float64)
+        a = self.a
+        n = len(x)
+        raw = np.full(n, self.baseline)
+        idx = np.arange(n)
+        offs = a["offsets"]
+        for t in range(len(offs) - 1):
+            base = int(offs[t])
+            node = np.zeros(n, dtype=np.int64)
+            while True:
+                g = base + node
+                leaf = a["leaf"][g].astype(bool)
+                if leaf.all():
+                    break
+                v = x[idx, a["feature"][g]]
+                go_left = np.where(np.isnan(v), a["missing_left"][g].astype(bool), v <= a["threshold"][g])
+                nxt = np.where(go_left, a["left"][g], a["right"][g])
+                node = np.where(leaf, node, nxt)
+            raw += a["value"][base + node]
+        return 1.0 / (1.0 + np.exp(-raw))
+
 
 def normalize_code(code: str) -> str:
     """CodiEsp's ``"n39.0"`` -> ``"N39.0"`` (upper-case, dot after the third character)."""
     c = code.strip().upper().replace(".", "")
     return c if len(c) <= 3 else f"{c[:3]}.{c[3:]}"
-
-
-@dataclass(frozen=True)
-class CodiespDoc:
-    id: str
-    text: str
-    codes: tuple[str, ...]  # gold diagnosis codes, dotted upper-case ("N39.0")
-
-
-def codiesp_files(root: Path, split: str) -> tuple[Path, Path]:
-    return root / "codiesp" / split / f"{split}D.tsv", root / "codiesp" / split / "text_files_en"
-
-
-def read_codiesp(root: Path, split: str = "train", limit: int | None = None) -> list[CodiespDoc]:
-    """English CodiEsp documents of a split with their gold diagnosis codes (``{split}D.tsv``)."""
-    codes_file, text_dir = codiesp_files(root, split)
-    gold: dict[str, list[str]] = defaultdict(list)
-    with codes_file.open(encoding="utf-8") as fh:
-        for line in fh:
-            cols = line.rstrip("\n").split("\t")
-            if len(cols) >= 2 and cols[1].strip():
-                code = normalize_code(cols[1])
-                if code not in gold[cols[0]]:
-                    gold[cols[0]].append(code)
-    docs = []
-    for path in sorted(text_dir.glob("*.txt")):
-        docs.append(CodiespDoc(path.stem, path.read_text(encoding="utf-8"), tuple(gold.get(path.stem, ()))))
-        if limit is not None and len(docs) >= limit:
-            break
-    return docs
 
 
 def code_depth(code: str) -> int:
@@ -161,13 +226,7 @@ class CodingModel:
     def predict(self, rows: list[list[float]]) -> list[float]:
         if not rows:
             return []
-        import numpy as np
-        from threadpoolctl import threadpool_limits
-
-        # one thread: OpenMP start-up costs ~25 ms per tree on a busy machine, the trees themselves ~µs
-        with threadpool_limits(1):
-            probs = self.stacker.predict_proba(np.asarray(rows, dtype=np.float64))[:, 1]
-        return [float(p) for p in probs]
+        return [float(p) for p in self.stacker.predict_proba(rows)]
 
     # ---------------------------------------------------------------- fitting
     @classmethod
@@ -198,8 +257,9 @@ class CodingModel:
         model = cls._fit_first_stage(texts, labels, evidences)
         x = np.asarray(x_rows, dtype=np.float64)
         y = np.asarray(y_rows)
-        model.stacker = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
-                                                       l2_regularization=1.0, random_state=seed).fit(x, y)
+        est = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
+                                             l2_regularization=1.0, random_state=seed).fit(x, y)
+        model.stacker = TreeEnsemble.from_sklearn(est, check=x[:2000])
         # threshold: the best micro-F1 of out-of-fold stacker probabilities (a second split of train)
         oof = np.zeros(len(y))
         idx = np.arange(len(y))
@@ -223,6 +283,50 @@ class CodingModel:
         model.oof_f1 = best[0]
         return model
 
+    # ---------------------------------------------------------------- safe persistence
+    def save(self, folder: str | Path) -> None:
+        """Write ``arrays.safetensors`` and ``model.json`` (the ``icd-coder`` artifact's files)."""
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        assert self.ridge is not None and isinstance(self.stacker, TreeEnsemble)
+        arrays = {**self.ridge.arrays(), **{f"stacker.{k}": v for k, v in self.stacker.a.items()}}
+        save_file(arrays, str(folder / "arrays.safetensors"))
+        meta = {"format": FORMAT, "features": list(FEATURES), "threshold": self.threshold, "top_k": self.top_k,
+                "n_train": self.n_train, "oof_f1": getattr(self, "oof_f1", None), "prior": self.prior,
+                "lex_hits": {c: list(v) for c, v in self.lex_hits.items()}, "ridge": self.ridge.config(),
+                "stacker_baseline": self.stacker.baseline}
+        (folder / "model.json").write_text(json.dumps(meta, separators=(",", ":"), sort_keys=True), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CodingModel:
+        """Load a model written by :meth:`save` (an ``icd-coder`` artifact folder)."""
+        from safetensors.numpy import load_file
+
+        from medslm.errors import ConfigurationError
+
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+            arrays = load_file(str(folder / "arrays.safetensors"))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"ICD coder artifact {folder} is unreadable ({type(exc).__name__}); retrain "
+                                     "it with `medslm train icd-coder`") from None
+        if meta.get("format") != FORMAT or tuple(meta.get("features", ())) != FEATURES:
+            raise ConfigurationError(f"ICD coder artifact {folder} has format {meta.get('format')!r}; this medslm "
+                                     f"reads {FORMAT!r}: retrain it with `medslm train icd-coder`")
+        m = cls()
+        m.ridge = Ridge.from_saved(meta["ridge"], arrays)
+        m.stacker = TreeEnsemble(meta["stacker_baseline"],
+                                 {k.removeprefix("stacker."): v for k, v in arrays.items() if k.startswith("stacker.")})
+        m.threshold = float(meta["threshold"])
+        m.top_k = int(meta["top_k"])
+        m.n_train = int(meta["n_train"])
+        m.prior = {c: float(v) for c, v in meta["prior"].items()}
+        m.lex_hits = {c: (int(v[0]), int(v[1])) for c, v in meta["lex_hits"].items()}
+        return m
+
     @classmethod
     def _fit_first_stage(cls, texts: Sequence[str], labels: Sequence[Sequence[str]],
                          evidences: Sequence[dict[str, Evidence]]) -> CodingModel:
@@ -241,30 +345,4 @@ class CodingModel:
         return m
 
 
-def cache_path(cache_dir: Path, files: Sequence[Path], extra: str = "") -> Path:
-    h = hashlib.sha256(f"{FORMAT}|{extra}".encode())
-    for f in files:
-        h.update(f"{f.name}:{f.stat().st_size}".encode())
-    return cache_dir / "icd" / f"codiesp-{h.hexdigest()[:12]}.pkl"
-
-
-def save(model: CodingModel, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(path)
-
-
-def load(path: Path) -> CodingModel | None:
-    if not path.is_file():
-        return None
-    try:
-        with path.open("rb") as fh:
-            obj = pickle.load(fh)  # our own cache file, written by save()
-    except Exception:  # a stale or truncated cache: refit
-        return None
-    return obj if isinstance(obj, CodingModel) else None
-
-
-__all__ = ["FEATURES", "CodiespDoc", "CodingModel", "Evidence", "Ridge", "normalize_code", "read_codiesp", "cache_path", "code_depth", "load", "save"]
+__all__ = ["FEATURES", "FORMAT", "CodingModel", "Evidence", "Ridge", "TreeEnsemble", "code_depth", "normalize_code"]

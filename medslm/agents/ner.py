@@ -2,8 +2,8 @@
 
 Signals, combined per mention:
 
-- a CRF tagger trained on public corpora (train splits only; ``"bc5cdr"``: diseases and chemicals,
-  ``"ncbi"``: diseases) - see :mod:`medslm.agents.crf_tagger`;
+- a CRF tagger trained on public corpora by ``medslm train`` (train splits only; shipped artifact
+  ``ner-crf``: BC5CDR diseases and chemicals) - see :mod:`medslm.agents.crf_tagger`;
 - the knowledge graph's lexicon matcher (ICD-10-CM + HPO names) for candidate spans and concepts, and
   small rule lexicons for tests, procedures and anatomy;
 - document-level consistency (a string tagged once is tagged everywhere in the note; "long form (LF)"
@@ -19,7 +19,6 @@ probability of the chosen type and whether the signals agree.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -83,6 +82,10 @@ _NOT_MENTIONS = frozenset({
 })
 
 
+#: corpus names accepted for ``tagger`` (older code and the evals name the corpus) -> artifact component
+_TAGGER_ALIASES = {"bc5cdr": "ner-crf", "ncbi": "ner-crf-ncbi"}
+
+
 def _rule_lexicon() -> dict[tuple[str, ...], EntityType]:
     from medslm.agents.crf_tagger import _TOKEN_RE
 
@@ -91,16 +94,6 @@ def _rule_lexicon() -> dict[tuple[str, ...], EntityType]:
         for w in words:
             table[tuple(_TOKEN_RE.findall(w.lower()))] = typ
     return table
-
-
-def default_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The public datasets: the argument, ``$MEDSLM_DATA_DIR``, else ``../shared/data`` beside the repo."""
-    if data_dir is not None:
-        return Path(data_dir)
-    env = os.environ.get("MEDSLM_DATA_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @dataclass
@@ -135,7 +128,10 @@ class NerAgent:
 
     ``model``: a model spec (``"embedded"``) or a :class:`LanguageModel`; ``None`` turns the SLM off.
     ``kg``: a :class:`KnowledgeGraph` (``None``: ``KnowledgeGraph.default()``).
-    ``tagger``: the CRF corpus (``"bc5cdr"``, ``"ncbi"``) or ``None`` for lexicon and rules only.
+    ``tagger``: the CRF tagger's trained artifact (``"ner-crf"``: BC5CDR chemicals and diseases, the default;
+    ``"ner-crf-ncbi"``: NCBI-disease diseases) or ``None`` for lexicon and rules only; ``artifacts``: a
+    folder of retrained artifacts (``medslm train --out``; default: ``$MEDSLM_ARTIFACTS``, else the
+    ones shipped with medslm).
     ``lexicon_spans``: add knowledge-graph lexicon matches that the tagger missed (clinical notes);
     ``rule_types``: add tests, procedures and anatomy from rule lexicons;
     ``gazetteer``: give the CRF the knowledge graph's lexicon matches as features.
@@ -148,9 +144,8 @@ class NerAgent:
         model: str | LanguageModel | None = "embedded",
         kg: KnowledgeGraph | None = None,
         *,
-        tagger: str | None = "bc5cdr",
-        data_dir: str | Path | None = None,
-        cache_dir: str | Path | None = None,
+        tagger: str | None = "ner-crf",
+        artifacts: str | Path | None = None,
         lexicon_spans: bool = True,
         rule_types: bool = True,
         propagate: bool = True,
@@ -162,9 +157,8 @@ class NerAgent:
     ) -> None:
         self.model = model
         self._kg = kg
-        self.tagger_name = tagger
-        self.data_dir = data_dir
-        self.cache_dir = cache_dir
+        self.tagger_name = _TAGGER_ALIASES.get(tagger, tagger) if tagger is not None else None
+        self.artifacts = artifacts
         self.lexicon_spans = lexicon_spans
         self.rule_types = rule_types
         self.propagate = propagate
@@ -204,12 +198,9 @@ class NerAgent:
         with self._lock:
             if self._tagger is None:
                 from medslm.agents.crf_tagger import CrfTagger, kg_gazetteer
-                from medslm.settings import default_cache_dir
 
-                cache = Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
                 gaz = kg_gazetteer(self.kg) if self.gazetteer else None
-                self._tagger = CrfTagger(self.tagger_name, default_data_dir(self.data_dir), cache, gazetteer=gaz,
-                                         gazetteer_name="kg:ICD10CM+HPO" if gaz else "").load()
+                self._tagger = CrfTagger.from_artifact(self.tagger_name, self.artifacts, gazetteer=gaz).load()
         return self._tagger
 
     def load(self) -> NerAgent:
@@ -467,4 +458,4 @@ class NerAgent:
         )
 
 
-__all__ = ["PROMPT_HASH", "NerAgent", "default_data_dir", "split_sentences"]
+__all__ = ["PROMPT_HASH", "NerAgent", "split_sentences"]

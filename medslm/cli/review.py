@@ -33,6 +33,9 @@ def review(
     threshold: Annotated[list[str] | None, typer.Option(
         "--threshold", help="AGENT=VALUE: confidence under which that agent's result escalates or goes to review "
         "(repeatable; default 0.5; also MEDSLM_THRESHOLDS=icd=0.3,triage=0.4)")] = None,
+    artifacts: Annotated[Path | None, typer.Option(
+        "--artifacts", help="folder of retrained artifacts (medslm train --out); default: $MEDSLM_ARTIFACTS, "
+        "else the ones shipped with medslm")] = None,
     show: Annotated[bool | None, typer.Option("--show/--no-show", help="print a table per note (default: up to 25 notes)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -57,7 +60,7 @@ def review(
     else:
         inputs = input
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(**({"artifacts": artifacts} if artifacts is not None else {}))
         if threshold:
             settings = settings.model_copy(update={"thresholds": {**settings.thresholds,
                                                                   **parse_thresholds(threshold)}})

@@ -21,17 +21,43 @@ import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medslm.agents.icd_model import CodiespDoc, normalize_code
-from medslm.agents.icd_model import read_codiesp as _read
-from medslm.agents.ner import default_data_dir
+from medslm.agents.icd_model import normalize_code
+from medslm.evals.datasets import dataset_path
+
+
+@dataclass(frozen=True)
+class CodiespDoc:
+    id: str
+    text: str
+    codes: tuple[str, ...]  # gold diagnosis codes, dotted upper-case ("N39.0")
+
+
+def codiesp_files(root: Path, split: str) -> tuple[Path, Path]:
+    """The diagnosis-code file and the English text folder of a CodiEsp split under the codiesp folder."""
+    return root / split / f"{split}D.tsv", root / split / "text_files_en"
 
 
 def read_codiesp(data_dir: str | Path | None = None, split: str = "dev", limit: int | None = None) -> list[CodiespDoc]:
     """The English documents of a CodiEsp split with their gold diagnosis codes (``{split}D.tsv``)."""
-    return _read(default_data_dir(data_dir), split, limit)
+    codes_file, text_dir = codiesp_files(dataset_path("codiesp", data_dir), split)
+    gold: dict[str, list[str]] = defaultdict(list)
+    with codes_file.open(encoding="utf-8") as fh:
+        for line in fh:
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) >= 2 and cols[1].strip():
+                code = normalize_code(cols[1])
+                if code not in gold[cols[0]]:
+                    gold[cols[0]].append(code)
+    docs = []
+    for path in sorted(text_dir.glob("*.txt")):
+        docs.append(CodiespDoc(path.stem, path.read_text(encoding="utf-8"), tuple(gold.get(path.stem, ()))))
+        if limit is not None and len(docs) >= limit:
+            break
+    return docs
 
 
 def average_precision(ranked: Sequence[str], gold: Iterable[str]) -> float:
@@ -94,8 +120,7 @@ def evaluate_icd(data_dir: str | Path | None = None, split: str = "dev", limit: 
     from medslm.knowledge import KnowledgeGraph
     from medslm.records import Note
 
-    root = default_data_dir(data_dir)
-    docs = read_codiesp(root, split, limit)
+    docs = read_codiesp(data_dir, split, limit)
     gold = {d.id: d.codes for d in docs}
     kg = KnowledgeGraph.default()
     out: dict[str, Any] = {"split": split, "documents": len(docs), "gold_codes": sum(len(d.codes) for d in docs),
@@ -112,13 +137,13 @@ def evaluate_icd(data_dir: str | Path | None = None, split: str = "dev", limit: 
     if "agent" in systems:
         from medslm.agents.icd import IcdAgent
 
-        agent = IcdAgent(model=model, kg=kg, data_dir=root, **({"threshold": threshold} if threshold is not None else {}))
+        agent = IcdAgent(model=model, kg=kg, **({"threshold": threshold} if threshold is not None else {}))
         agent.load()
         ner = None
         if with_ner:
             from medslm.agents.ner import NerAgent
 
-            ner = NerAgent(model=model, kg=kg, data_dir=root).load()
+            ner = NerAgent(model=model, kg=kg).load()
         ranked, emitted, lat_icd, lat_ner, confs, emitted_all = {}, {}, [], [], [], []
         for d in docs:
             note = Note(id=d.id, text=d.text)
@@ -161,4 +186,4 @@ def _ece(pairs: Sequence[tuple[float, bool]], bins: int = 10) -> float:
 
 
 __all__ = ["CodiespDoc", "average_precision", "evaluate_icd", "lexical_baseline", "mean_average_precision",
-           "micro_prf", "normalize_code", "read_codiesp"]
+           "micro_prf", "normalize_code", "read_codiesp", "codiesp_files", "CodiespDoc"]

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medslm.agents.ner import default_data_dir
+from medslm.evals.datasets import resolve_data_dir
+from medslm.training.ner_crf import CORPORA
 
 #: corpus name -> IOB label -> the agent's entity type value
 LABEL_TYPES = {"Disease": "problem", "Chemical": "medication"}
@@ -34,7 +35,7 @@ class Doc:
 def read_ncbi(data_dir: str | Path | None = None, split: str = "test") -> list[Doc]:
     """NCBI-disease documents (title + abstract) with their disease mentions as character spans."""
     name = {"test": "NCBItestset_corpus.txt", "devel": "NCBIdevelopset_corpus.txt", "train": "NCBItrainset_corpus.txt"}[split]
-    path = default_data_dir(data_dir) / "ncbi-disease" / "original" / name
+    path = resolve_data_dir(data_dir) / "ncbi-disease" / "original" / name
     docs: dict[str, dict[str, Any]] = {}
     with path.open(encoding="utf-8") as fh:
         for line in fh:
@@ -101,7 +102,7 @@ class LexiconBaseline:
     """Lexicon-only NER: train-split mentions plus knowledge-graph names (diseases), longest match."""
 
     def __init__(self, corpus: str, data_dir: Path, kg: Any = None) -> None:
-        from medslm.agents.crf_tagger import CORPORA, iob_spans, read_iob
+        from medslm.agents.crf_tagger import iob_spans, read_iob
 
         self.labels = CORPORA[corpus][1]
         table: dict[tuple[str, ...], str] = {}
@@ -156,7 +157,6 @@ def _latency(xs: list[float]) -> dict[str, float]:
 
 def evaluate_corpus(corpus: str, docs: Sequence[Doc], data_dir: Path, systems: Sequence[str], *,
                     model: Any = "embedded", kg: Any = None, tagger: str | None = None) -> dict[str, Any]:
-    from medslm.agents.crf_tagger import CORPORA
     from medslm.agents.ner import NerAgent
 
     labels = CORPORA[corpus][1]
@@ -167,7 +167,7 @@ def evaluate_corpus(corpus: str, docs: Sequence[Doc], data_dir: Path, systems: S
         preds = [base.predict(d.text) for d in docs]
         out["lexicon"] = {**_score(docs, preds, labels), "seconds": round(time.perf_counter() - t, 2)}
     if "agent" in systems:
-        agent = NerAgent(model=model, kg=kg, tagger=tagger or corpus, data_dir=data_dir, lexicon_spans=False,
+        agent = NerAgent(model=model, kg=kg, tagger=tagger or corpus, lexicon_spans=False,
                          rule_types=False, assertion=False, concepts=False).load()
         preds, lat = [], []
         for d in docs:
@@ -184,7 +184,7 @@ def evaluate_ner(data_dir: str | Path | None = None, limit: int | None = None,
     """Strict-span F1 on NCBI-disease test and BC5CDR devel, lexicon baseline and agent side by side."""
     from medslm.knowledge import KnowledgeGraph
 
-    root = default_data_dir(data_dir)
+    root = resolve_data_dir(data_dir)
     kg = KnowledgeGraph.default()
     results: dict[str, Any] = {}
     if "ncbi" in corpora:

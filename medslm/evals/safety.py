@@ -125,8 +125,9 @@ def fit_injection_calibration(
     test splits are never used. ``slm=False`` fits rule/head scores alone (the SLM term is then zero).
     """
     from medslm.evals.datasets import clinical_texts
-    from medslm.safety import corpora, heads
+    from medslm.safety import corpora
     from medslm.safety.guardian import SlmCalibration, is_rule_hit
+    from medslm.training.guardian_heads import _CLINICAL_IMPERATIVES
 
     rows: list[tuple[float, float, bool, int, str]] = []
 
@@ -138,7 +139,7 @@ def fit_injection_calibration(
     for p in corpora.injection_suite(n, seed=seed):
         add(p.injected, p.span, "dev_injected")
         add(p.benign, None, "dev_benign")
-    for sentence in heads._CLINICAL_IMPERATIVES:
+    for sentence in _CLINICAL_IMPERATIVES:
         add(sentence, None, "imperatives")
     for text in clinical_texts(data_dir, "train", limit=real_limit):
         add(text, None, "train_clinical")
@@ -158,9 +159,10 @@ def fit_injection_calibration(
 
 
 def evaluate_harm(guardian: Any, data_dir: Path | str, *, limit: int | None = None) -> dict[str, Any]:
-    from medslm.safety.harm import default_head, read_benign, read_medsafetybench
+    from medslm.safety.harm import default_head
+    from medslm.training.guardian_heads import harmful_requests, read_benign
 
-    harmful = [t for t, _ in read_medsafetybench(data_dir)]
+    harmful = [t for t, _ in harmful_requests(data_dir)]
     benign = read_benign(data_dir, heldout=True)
     if limit:
         harmful = harmful[:: max(1, len(harmful) // limit)][:limit]

@@ -24,14 +24,21 @@ AGENT_CLASSES = {
 }
 
 
-def make_agent(role: str, model: Any = "embedded", **options: Any) -> Any:
-    """A built-in agent for ``role`` on ``model`` (a spec or a LanguageModel); loads nothing yet."""
+def make_agent(role: str, model: Any = "embedded", *, artifacts: Path | str | None = None, **options: Any) -> Any:
+    """A built-in agent for ``role`` on ``model`` (a spec or a LanguageModel); loads nothing yet.
+
+    ``artifacts``: a folder of retrained artifacts, passed to agents that load trained components.
+    """
+    import inspect
     from importlib import import_module
 
     if role not in AGENT_CLASSES:
         raise UnknownNameError("agent role", role, list(AGENT_CLASSES))
     module, cls = AGENT_CLASSES[role]
-    return getattr(import_module(module), cls)(model=model, **options)
+    klass = getattr(import_module(module), cls)
+    if artifacts is not None and "artifacts" in inspect.signature(klass).parameters:
+        options = {"artifacts": str(artifacts), **options}
+    return klass(model=model, **options)
 
 
 @dataclass
@@ -77,7 +84,7 @@ class ReviewContext:
         key = role if model is None and not options else f"{role}@{spec!r}@{sorted((options or {}).items())!r}"
         with self._lock:
             if key not in self.agents:
-                self.agents[key] = make_agent(role, spec, **(options or {}))
+                self.agents[key] = make_agent(role, spec, artifacts=self.settings.artifacts, **(options or {}))
             return self.agents[key]
 
     def get_guardian(self) -> Any:
@@ -88,8 +95,10 @@ class ReviewContext:
                 spec = self.settings.model_for("guardian")
                 # "rules": the guardian without a language model or spaCy NER (regular expressions only)
                 rules = spec in ("rules", "none")
+                arts = self.settings.artifacts
                 self.guardian = Guardian(None if rules else spec, use_ner=not rules,
-                                         max_chars=self.settings.max_note_chars)
+                                         max_chars=self.settings.max_note_chars,
+                                         artifacts=str(arts) if arts is not None else None)
             return self.guardian
 
     def get_kg(self) -> Any:

@@ -138,6 +138,7 @@ class Guardian:
         slm_for_harm: bool = True,
         harm_slm_band: tuple[float, float] = (0.15, 0.85),
         register_phi: bool = True,
+        artifacts: str | None = None,
     ) -> None:
         if mode not in ("note", "qa"):
             from medslm.errors import UnknownNameError
@@ -153,6 +154,7 @@ class Guardian:
         self.slm_for_harm = slm_for_harm
         self.harm_slm_band = harm_slm_band
         self.register_phi = register_phi
+        self.artifacts = artifacts
 
     # ---- model ---------------------------------------------------------------------------------------
     @property
@@ -282,14 +284,14 @@ class Guardian:
         """Every rule/head candidate with the SLM's probability (for calibration and benchmarks)."""
         return [
             (cand, self.injection_slm_prob(text[cand.start : cand.end]) if slm else None)
-            for cand in find_injection_candidates(text)
+            for cand in find_injection_candidates(text, artifacts=self.artifacts)
         ]
 
     def harm_probability(self, text: str) -> tuple[float, dict[str, float]]:
         """Probability that ``text`` requests harmful medical content, with its signals."""
         from medslm.safety.harm import default_head, score_texts
 
-        head = default_head()
+        head = default_head(self.artifacts)
         score = score_texts([text], head)[0]
         signals: dict[str, float] = {"rule": score.rule}
         p = score.combined

@@ -158,13 +158,11 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def learned_candidates(text: str, *, floor: float = 0.3) -> list[InjectionCandidate]:
+def learned_candidates(text: str, *, floor: float = 0.3, artifacts: str | None = None) -> list[InjectionCandidate]:
     """Sentences the injection head (MiniLM + logistic regression) scores at or above ``floor``."""
     from medslm.safety.heads import load_head
 
-    head = load_head("injection_head")
-    if head is None:
-        return []
+    head = load_head("guardian-injection", artifacts)
     # a heading ("INSTRUCTIONS") or a two-word line carries no order worth fencing
     spans = [(s, e) for s, e in sentence_spans(text) if _CUE.search(text[s:e]) and len(text[s:e].split()) >= 3]
     if not spans:
@@ -182,7 +180,7 @@ def learned_candidates(text: str, *, floor: float = 0.3) -> list[InjectionCandid
     return out
 
 
-def find_injection_candidates(text: str, *, learned: bool = True) -> list[InjectionCandidate]:
+def find_injection_candidates(text: str, *, learned: bool = True, artifacts: str | None = None) -> list[InjectionCandidate]:
     """Sentences or lines flagged as injected instructions (rules, and the learned head), merged, scored."""
     cands: list[InjectionCandidate] = []
     for m in HIDDEN_CHARS.finditer(text):
@@ -213,7 +211,7 @@ def find_injection_candidates(text: str, *, learned: bool = True) -> list[Inject
                 cands.append(InjectionCandidate(0, len(text), (kind, "hidden"), score))
                 break
     if learned:
-        cands += learned_candidates(text)
+        cands += learned_candidates(text, artifacts=artifacts)
     return _merge(cands)
 
 

