@@ -69,7 +69,7 @@ def export_command(
             options["subject"] = subject
         result = export_reviews(read_reviews(reviews), output, to, **options)
     except MedslmError as exc:
-        console.print(f"[red]error[/]: {exc}")
+        console.print(f"error: {exc}", style="red", soft_wrap=True, markup=False)  # paths unbroken
         raise typer.Exit(2) from None
     console.print(describe(result, output), soft_wrap=True, markup=False)
 

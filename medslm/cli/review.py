@@ -103,7 +103,7 @@ def review(
         try:
             console.print(describe(export_reviews(report.reviews, export_to, to), export_to), soft_wrap=True, markup=False)
         except MedslmError as exc:
-            console.print(f"[red]error[/]: {exc}")
+            console.print(f"error: {exc}", style="red", soft_wrap=True, markup=False)
             raise typer.Exit(2) from None
 
 
