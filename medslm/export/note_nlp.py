@@ -356,11 +356,11 @@ def note_nlp_table() -> Any:
 
 def note_nlp_ddl(dialect: str = "duckdb") -> list[str]:
     """``CREATE TABLE IF NOT EXISTS note_nlp`` and its indexes for ``duckdb`` or ``sqlite``."""
+    table = note_nlp_table()  # raises MissingExtraError naming the extra when omop-cdm is missing
     from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.schema import CreateIndex, CreateTable
 
     d = {"duckdb": postgresql.dialect(), "sqlite": sqlite.dialect()}[dialect]
-    table = note_nlp_table()
     stmts = [str(CreateTable(table, if_not_exists=True).compile(dialect=d)).strip()]
     stmts += [str(CreateIndex(ix, if_not_exists=True).compile(dialect=d)).strip() for ix in sorted(table.indexes, key=lambda i: i.name)]
     stmts.append(f"CREATE TABLE IF NOT EXISTS {NOTE_MAP_TABLE} (note_id INTEGER PRIMARY KEY, "

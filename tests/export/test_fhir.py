@@ -205,3 +205,11 @@ def test_medication_statements_from_a_medication_agent() -> None:
         "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6809", "display": "metformin"}
     assert out[0]["dosage"][0] == {"text": "500 mg BID", "route": {"text": "oral"}}
     assert _span(out[1]) == (28, 36) and text[28:36] == "warfarin"
+
+
+def test_without_the_extra_the_error_names_it(monkeypatch, sample_reviews) -> None:
+    from medslm.errors import MissingExtraError
+
+    monkeypatch.setitem(__import__("sys").modules, "fhir.resources.R4B", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r'pip install "medslm\[export\]"'):
+        to_fhir(sample_reviews[0].reviews[0])

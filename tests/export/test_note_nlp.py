@@ -216,3 +216,16 @@ def test_medication_renderer_writes_dose_and_rxnorm_concept() -> None:
     m = parse_term_modifiers(terms[0]["term_modifiers"])
     assert (m["concept"], m["dose"], m["frequency"], m["route"]) == ("RXNORM:6809", "500 mg", "BID", "by mouth")
     assert "concept" not in parse_term_modifiers(terms[1]["term_modifiers"])
+
+
+def test_without_the_extra_the_error_names_it(monkeypatch, tmp_path) -> None:
+    import sys
+
+    from medslm.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "duckdb", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r'pip install "medslm\[export\]"'):
+        write_note_nlp([], tmp_path / "n.duckdb")
+    monkeypatch.setitem(sys.modules, "omop_cdm.regular.cdm54", None)
+    with pytest.raises(MissingExtraError, match="omop-cdm"):
+        note_nlp_table()
