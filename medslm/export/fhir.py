@@ -117,8 +117,14 @@ def _assertion(a: Assertion) -> dict[str, Any]:
     return {"url": EXT_ASSERTION, "valueCode": Assertion(a).value}
 
 
+def codable(concepts: Iterable[Any]) -> list[Any]:
+    """The concepts that are codes: an ICD-10-CM block (``ICD10CM:E08-E13``, a node of the knowledge
+    graph's hierarchy) is not an ICD-10-CM code and stays out of FHIR codings."""
+    return [c for c in concepts if not (c.id.startswith("ICD10CM:") and "-" in c.id)]
+
+
 def _code(concepts: Iterable[Any], text: str) -> dict[str, Any]:
-    return {"coding": [fhir_coding(c.id, c.label) for c in concepts], "text": text}
+    return {"coding": [fhir_coding(c.id, c.label) for c in codable(concepts)], "text": text}
 
 
 # --------------------------------------------------------------------------- renderers, one per agent
@@ -129,7 +135,7 @@ def entity_resources(result: AgentResult[list[Entity]], ctx: FhirContext) -> Ite
     """NER: a Condition per coded problem mention (verification from its assertion), a FamilyMemberHistory
     per family-history problem; hypothetical mentions and uncoded or non-problem entities stay in NOTE_NLP."""
     for i, e in enumerate(result.output):
-        if e.type != EntityType.PROBLEM or not e.concepts or e.assertion == Assertion.HYPOTHETICAL:
+        if e.type != EntityType.PROBLEM or not codable(e.concepts) or e.assertion == Assertion.HYPOTHETICAL:
             continue
         ext = [_assertion(e.assertion), _confidence(e.confidence)]
         if e.assertion == Assertion.FAMILY:
