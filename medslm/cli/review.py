@@ -6,6 +6,7 @@ Examples::
     medslm review notes.jsonl -o reviews.jsonl               # a batch job; rerun to resume
     medslm review notes.csv -o out.parquet --text-col body --id-col note_id
     medslm review notes.jsonl -o out.jsonl --graph mypkg.graphs:build --engine ray
+    medslm review notes.jsonl --to omop-note-nlp -o notes.duckdb    # reviews also in notes.duckdb.reviews.jsonl
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def review(
         "else the ones shipped with medslm")] = None,
     show: Annotated[bool | None, typer.Option("--show/--no-show", help="print a table per note (default: up to 25 notes)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    to: Annotated[str | None, typer.Option("--to", help="export the reviews to -o as: omop-note-nlp (.duckdb/.sqlite), "
+                                           "fhir (.ndjson or folder/), tables (folder/); the reviews go to <-o>.reviews.jsonl")] = None,
 ) -> None:
     """Chart review of a notes file: entities, ICD-10-CM codes, triage, summary, safety, per note.
 
@@ -52,6 +55,16 @@ def review(
     console = Console()
     if samples == (input is not None):
         raise typer.BadParameter("give an INPUT file or --samples (one of them)")
+    export_to = None
+    if to is not None:  # the export goes to -o; the reviews beside it (the store and audit follow them)
+        from medslm.cli.export import check_target
+        from medslm.export import TARGETS
+
+        check_target(to)
+        if output is None and not samples:
+            raise typer.BadParameter("--to needs -o (where to write the export)")
+        export_to = output or Path("samples" + TARGETS[to])
+        output = Path(str(export_to) + ".reviews.jsonl")
     if samples:
         from medslm.samples import load_samples
 
@@ -86,6 +99,15 @@ def review(
     if report.output is not None:
         console.print(f"reviews: {report.output}" + (f"   audit: {report.audit}" if report.audit else ""),
                       soft_wrap=True, markup=False)
+    if export_to is not None and to is not None:
+        from medslm.cli.export import describe
+        from medslm.export import export_reviews
+
+        try:
+            console.print(describe(export_reviews(report.reviews, export_to, to), export_to), soft_wrap=True, markup=False)
+        except MedslmError as exc:
+            console.print(f"error: {exc}", style="red", soft_wrap=True, markup=False)
+            raise typer.Exit(2) from None
 
 
 def print_review(r: ChartReview, console: Any) -> None:
