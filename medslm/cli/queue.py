@@ -2,10 +2,10 @@
 
     medslm review-queue list                         pending items (id, note, agent, confidence, reason)
     medslm review-queue list --status resolved --json
-    medslm review-queue show rv-0123456789ab         one item with the agent's result
-    medslm review-queue resolve rv-0123456789ab accept
-    medslm review-queue resolve rv-0123456789ab correct --correction '{"level": 2}' --reviewer dr.lee
-    medslm review-queue resolve rv-0123456789ab reject --comment "no evidence in the note"
+    medslm review-queue show rv-0123456789abcdef         one item with the agent's result
+    medslm review-queue resolve rv-0123456789abcdef accept
+    medslm review-queue resolve rv-0123456789abcdef correct --correction '{"level": 2}' --reviewer dr.lee
+    medslm review-queue resolve rv-0123456789abcdef reject --comment "no evidence in the note"
 
 The queue is a SQLite file: ``--queue PATH``, else ``$MEDSLM_REVIEW_QUEUE``, else
 ``<cache_dir>/review_queue.sqlite``. Resolving records the decision; the paused graph of that note is
@@ -80,12 +80,12 @@ def list_items(
 
 @app.command("show")
 def show(
-    item_id: Annotated[str, typer.Argument(help="the item id, e.g. rv-0123456789ab")],
+    item_id: Annotated[str, typer.Argument(help="the item id, e.g. rv-0123456789abcdef")],
     queue: QueueOpt = None,
 ) -> None:
     """Show one item with the agent's result (may hold PHI: it is the reviewer's screen).
 
-    Example: medslm review-queue show rv-0123456789ab
+    Example: medslm review-queue show rv-0123456789abcdef
     """
     from medslm.routers.review_queue import ReviewItemNotFound
 
@@ -110,7 +110,7 @@ def resolve(
 ) -> None:
     """Resolve an item: accept the result, correct it, or reject it.
 
-    Example: medslm review-queue resolve rv-0123456789ab correct --correction '{"level": 2}'
+    Example: medslm review-queue resolve rv-0123456789abcdef correct --correction '{"level": 2}'
     """
     from medslm.errors import ConfigurationError
     from medslm.routers.review_queue import Decision, ReviewItemNotFound

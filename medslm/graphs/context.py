@@ -57,6 +57,8 @@ class ReviewContext:
     queue_path: Path | None = None
     interactive: bool = False
     serialize_agents: bool = True
+    #: the batch job's key (set by the runner); review items are keyed by it (default: the settings hash)
+    job_key: str | None = None
     _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 

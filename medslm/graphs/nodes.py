@@ -373,12 +373,14 @@ def make_review(agent_fields: Mapping[str, str]) -> NodeFn:
                 continue
             result = state[agent_fields[node]]
             reason = reasons.get(node, "review")
+            # keyed by job, note content and payload: another patient under a reused id is a new item
+            key = {"job_key": ctx.job_key or ctx.config_hash, "note_sha256": note.sha256}
             if not ctx.interactive:
-                items.append(str(ctx.get_queue().add(note.id, node, result, reason)))
+                items.append(str(ctx.get_queue().add(note.id, node, result, reason, **key)))
                 continue
             from medslm.routers import request_review
 
-            decision = request_review(ctx.get_queue(), note.id, node, result, reason)
+            decision = request_review(ctx.get_queue(), note.id, node, result, reason, **key)
             items.append(str(decision.get("item_id", "")))
             action = str(decision.get("decision") or decision.get("action") or "")
             actions.append({"item_id": decision.get("item_id"), "agent": node, "action": action,

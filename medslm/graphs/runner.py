@@ -219,6 +219,10 @@ def review_batch(
         or Settings()
     context = context or ReviewContext(settings=settings)
     key = job_key(g, settings)
+    if context.job_key != key:  # review items of this job are keyed by it (the caller's context is left as is)
+        import dataclasses
+
+        context = dataclasses.replace(context, job_key=key)
     out_path = Path(output) if output is not None else None
 
     if isinstance(inputs, str | Path):

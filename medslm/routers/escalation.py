@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medslm.database import Schema, open_database
 from medslm.errors import ConfigurationError, EndpointError, MedslmError
 from medslm.models.base import Choice, Constraint, JsonSchema, LanguageModel, Regex, prompt_hash
 from medslm.records import AgentResult, Note, Provenance
@@ -45,7 +46,12 @@ GENERIC_USER = "Clinical note:\n{note}\n\nAnswer:"
 
 @dataclass(frozen=True)
 class TeacherLabel:
-    """One recorded LLM answer (a teacher label for distillation). Holds no note text, only its hash."""
+    """One recorded LLM answer (a teacher label for distillation).
+
+    ``result_json`` is the LLM's result mapped back to the original note: it quotes the note where the
+    result does (entity mentions, evidence offsets, summary sentences), so the store holds PHI; the full
+    note text is not kept, only its hash.
+    """
 
     key: str
     note_id: str
@@ -56,25 +62,27 @@ class TeacherLabel:
     created_at: float
 
 
+_TEACHER_V1 = (
+    "CREATE TABLE IF NOT EXISTS teacher_labels (key TEXT PRIMARY KEY, note_id TEXT NOT NULL, "
+    "note_sha256 TEXT NOT NULL, agent TEXT NOT NULL, model_id TEXT NOT NULL, "
+    "result_json TEXT NOT NULL, created_at REAL NOT NULL)"
+)
+TEACHER_SCHEMA = Schema("teacher store", (_TEACHER_V1,))
+
+
 class TeacherStore:
-    """Durable, idempotent store of LLM answers (SQLite). ``put`` of an existing key keeps the first."""
+    """Durable, idempotent store of LLM answers (SQLite, mode 0600). ``put`` of an existing key keeps the
+    first. Holds PHI: each label's result quotes the note (see :class:`TeacherLabel`)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        with self._conn() as c:
-            c.execute(
-                "CREATE TABLE IF NOT EXISTS teacher_labels (key TEXT PRIMARY KEY, note_id TEXT NOT NULL, "
-                "note_sha256 TEXT NOT NULL, agent TEXT NOT NULL, model_id TEXT NOT NULL, "
-                "result_json TEXT NOT NULL, created_at REAL NOT NULL)"
-            )
+        open_database(self.path, TEACHER_SCHEMA).close()
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30)
+        conn = open_database(self.path, TEACHER_SCHEMA)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
             with conn:
                 yield conn
         finally:
