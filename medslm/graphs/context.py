@@ -79,8 +79,17 @@ class ReviewContext:
         key = role if model is None and not options else f"{role}@{spec!r}@{sorted((options or {}).items())!r}"
         with self._lock:
             if key not in self.agents:
-                self.agents[key] = make_agent(role, spec, **(options or {}))
+                self.agents[key] = make_agent(role, self._model(spec), **(options or {}))
             return self.agents[key]
+
+    def _model(self, spec: Any) -> Any:
+        """A spec as agents get it: models load with this run's settings only when the user allowed PHI
+        to remote endpoints (otherwise every remote model de-identifies, the safe default)."""
+        if isinstance(spec, str) and self.settings.allow_phi_to_remote and spec not in ("rules", "none"):
+            from medslm.models.catalog import load_model
+
+            return load_model(spec, settings=self.settings)
+        return spec
 
     def get_guardian(self) -> Any:
         with self._lock:
@@ -90,7 +99,7 @@ class ReviewContext:
                 spec = self.settings.model_for("guardian")
                 # "rules": the guardian without a language model or spaCy NER (regular expressions only)
                 rules = spec in ("rules", "none")
-                self.guardian = Guardian(None if rules else spec, use_ner=not rules,
+                self.guardian = Guardian(None if rules else self._model(spec), use_ner=not rules,
                                          max_chars=self.settings.max_note_chars)
             return self.guardian
 

@@ -331,6 +331,12 @@ def _resolve(hits: Iterable[_Hit]) -> list[_Hit]:
     return sorted(taken, key=lambda h: h.start)
 
 
+def resolve_spans(spans: Iterable[PhiSpan]) -> list[PhiSpan]:
+    """Non-overlapping, sorted spans from several detectors (higher-priority type, then longer, wins)."""
+    hits = [_Hit(s.start, s.end, s.type, s.confidence, "given") for s in spans]
+    return [PhiSpan(start=h.start, end=h.end, type=h.type, confidence=h.confidence) for h in _resolve(hits)]
+
+
 def find_phi(text: str, *, use_ner: bool = True, types: Iterable[str] | None = None) -> list[PhiSpan]:
     """PHI spans in ``text``, sorted and non-overlapping.
 
@@ -350,4 +356,4 @@ def find_phi(text: str, *, use_ner: bool = True, types: Iterable[str] | None = N
     ]
 
 
-__all__ = ["PHI_TYPES", "clinical_words", "find_phi", "spacy_available"]
+__all__ = ["PHI_TYPES", "clinical_words", "find_phi", "resolve_spans", "spacy_available"]
