@@ -168,7 +168,17 @@ def guard_out(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
         input_verdict=state.get("safety_in"),
         code_validator=_kg_validator(ctx) if code_list else None,
     )
-    return {"safety_out": verdict}
+    update: dict[str, Any] = {"safety_out": verdict}
+    if summary is not None and any(f.category == "phi_leak" for f in verdict.findings):
+        # PHI in the summary is redacted ([NAME], [MRN]…), never passed on as a mere finding
+        from medslm.safety.output import redact_summary
+
+        note = state["note"]
+        phi = state.get("safety_in").phi if state.get("safety_in") is not None else ()
+        red, n = redact_summary(summary.output, {note.text[p.start : p.end] for p in phi})
+        if n:
+            update["summary"] = summary.model_copy(update={"output": red})
+    return update
 
 
 def _kg_validator(ctx: ReviewContext) -> Callable[[str], bool]:

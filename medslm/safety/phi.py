@@ -475,6 +475,34 @@ def resolve_spans(spans: Iterable[PhiSpan]) -> list[PhiSpan]:
     return [PhiSpan(start=h.start, end=h.end, type=h.type, confidence=h.confidence) for h in _resolve(hits)]
 
 
+_ID_LABEL = re.compile(
+    r"(?i)^\s*(?:(?:patient|pt)(?:'s)?\s*(?:name|id)?|name|(?:sur|fore|first|last|given)\s*name|surname|forename|"
+    r"mrn|mr#|medical\s+record(?:\s+(?:number|no\.?))?|dob|d\.o\.b\.?|date\s+of\s+birth|ssn|social\s+security|"
+    r"phone|tel|telephone|mobile|cell|fax|e-?mail|address|home\s+address|insurance|member\s+id|policy|account|"
+    r"acct|nok|next\s+of\s+kin|emergency\s+contact|contact|hospital\s+(?:number|no\.?)|nhs\s+(?:number|no\.?))"
+    r"\s*(?:#|no\.?|number)?\s*[:\-]"
+)
+
+
+def is_identification_line(text: str, spans: Iterable[PhiSpan] | None = None) -> bool:
+    """True when ``text`` (a line or sentence of a note) identifies the patient rather than describing
+    care: it starts with an identification label (``Name:``, ``Pt:``, ``MRN:``, ``DOB:``, ``Phone:``,
+    ``Address:``…) and holds PHI, or PHI covers a third or more of its letters and digits.
+
+    Summaries never select such units (a name, MRN and phone copied into a summary is a leak).
+    """
+    content = sum(c.isalnum() for c in text)
+    if not content:
+        return False
+    found = list(spans) if spans is not None else find_phi(text, use_ner=False)
+    if not found:
+        return False
+    if _ID_LABEL.match(text):
+        return True
+    covered = sum(sum(c.isalnum() for c in text[s.start : s.end]) for s in found)
+    return covered >= content / 3
+
+
 def find_phi(text: str, *, use_ner: bool = True, types: Iterable[str] | None = None) -> list[PhiSpan]:
     """PHI spans in ``text``, sorted and non-overlapping.
 
@@ -494,4 +522,4 @@ def find_phi(text: str, *, use_ner: bool = True, types: Iterable[str] | None = N
     ]
 
 
-__all__ = ["PHI_TYPES", "clinical_words", "find_phi", "resolve_spans", "spacy_available"]
+__all__ = ["PHI_TYPES", "clinical_words", "find_phi", "is_identification_line", "resolve_spans", "spacy_available"]
