@@ -237,7 +237,7 @@ def review_batch(
         db = store
     else:
         path = store if store is not None else (str(out_path) + ".store.sqlite" if out_path is not None else ":memory:")
-        db = ResultStore(path)
+        db = ResultStore(path, store_text=settings.store_note_text)
     try:
         known = db.done(key)
         notes = [(i, r) for i, r in records if isinstance(r, Note)]
