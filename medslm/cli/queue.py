@@ -61,11 +61,14 @@ def list_items(
         raise typer.Exit(2)
     q = _queue(queue)
     items = q.list(None if status == "all" else status, agent=agent, limit=limit)
+    from medslm.display import terminal_safe
+
     if as_json:
         for it in items:
-            typer.echo(it.model_dump_json(exclude={"result"}))
+            typer.echo(terminal_safe(it.model_dump_json(exclude={"result"})))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"review queue ({len(items)} {status})")
@@ -74,7 +77,7 @@ def list_items(
     for it in items:
         conf = f"{it.confidence:.2f}" if it.confidence is not None else "-"
         status_s = it.status.value + (f" ({it.decision.value})" if it.decision else "")
-        table.add_row(it.id, it.note_id, it.agent, conf, status_s, it.reason)
+        table.add_row(*(escape(terminal_safe(x)) for x in (it.id, it.note_id, it.agent, conf, status_s, it.reason)))
     Console(width=160).print(table)
 
 
@@ -94,7 +97,9 @@ def show(
     except ReviewItemNotFound as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
-    typer.echo(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    from medslm.display import terminal_safe
+
+    typer.echo(terminal_safe(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False)))
 
 
 @app.command("resolve")

@@ -48,6 +48,7 @@ class _TokenIndex:
         self.strings: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self.by_first: dict[str, dict[tuple[str, ...], str]] = {}
         self.refs: dict[tuple[str, ...], int] = {}  # registered strings per token sequence
+        self.max_len = 1  # most tokens in one registered string
 
     def add(self, s: str, typ: str) -> None:
         if s in self.strings:
@@ -57,6 +58,7 @@ class _TokenIndex:
         if not toks:
             return
         self.strings[s] = toks
+        self.max_len = max(self.max_len, len(toks))
         self.refs[toks] = self.refs.get(toks, 0) + 1
         bucket = self.by_first.setdefault(toks[0], {})
         if toks not in bucket or bucket[toks] == "PHI":
@@ -82,11 +84,13 @@ class _TokenIndex:
             bucket = self.by_first.get(toks[i].group())
             hit = None
             if bucket:
-                for seq, typ in sorted(bucket.items(), key=lambda kv: -len(kv[0])):
-                    n = len(seq)
+                # one dictionary look-up per distinct length (longest first), whatever the bucket's size
+                for n in sorted({len(k) for k in bucket} if len(bucket) < 8 else self._lengths(bucket), reverse=True):
                     if i + n > len(toks):
                         continue
-                    if all(toks[i + k].group() == seq[k] for k in range(1, n)) and all(
+                    seq = tuple(t.group() for t in toks[i : i + n])
+                    typ = bucket.get(seq)
+                    if typ is not None and all(
                         toks[i + k].start() - toks[i + k - 1].end() <= _MAX_GAP
                         and "\n" not in text[toks[i + k - 1].end() : toks[i + k].start()]
                         for k in range(1, n)
@@ -100,10 +104,14 @@ class _TokenIndex:
                 i += 1
         return out
 
+    def _lengths(self, bucket: dict[tuple[str, ...], str]) -> set[int]:
+        return set(range(1, self.max_len + 1))
+
     def clear(self) -> None:
         self.strings.clear()
         self.by_first.clear()
         self.refs.clear()
+        self.max_len = 1
 
 
 _INDEX = _TokenIndex()
