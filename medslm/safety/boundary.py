@@ -73,22 +73,22 @@ class PhiBoundary:
         self.requests = 0  # messages de-identified (for tests and metrics)
         self._lock = threading.Lock()
 
-    def spans(self, text: str) -> list[PhiSpan]:
+    def spans(self, text: str, *, ner: bool | None = None) -> list[PhiSpan]:
         from medslm.safety.phi import find_phi, resolve_spans
 
-        found = list(find_phi(text, use_ner=self.use_ner))
+        found = list(find_phi(text, use_ner=self.use_ner if ner is None else ner))
         if self.use_registered:
             from medslm.safety.redaction import known_phi_spans
 
             found += known_phi_spans(text)
         return resolve_spans(found)
 
-    def deidentify_text(self, text: str, back: Reidentifier) -> str:
+    def deidentify_text(self, text: str, back: Reidentifier, *, ner: bool | None = None) -> str:
         from medslm.safety.deid import deidentify
 
         if not text or not text.strip():
             return text
-        d = deidentify(text, seed=self.seed, spans=self.spans(text))
+        d = deidentify(text, seed=self.seed, spans=self.spans(text, ner=ner))
         for sur, orig in d.reverse_mapping().items():
             back.reverse.setdefault(sur, orig)
         return d.text
@@ -110,7 +110,8 @@ class PhiBoundary:
 
     def options(self, options: Sequence[str], back: Reidentifier) -> list[str]:
         """Choice options as sent (options quoting the note are de-identified too)."""
-        return [self.deidentify_text(o, back) if len(o) > 2 else o for o in options]
+        # options are labels or terms (levels, "yes"/"no", code descriptions): rules and registered PHI suffice
+        return [self.deidentify_text(o, back, ner=False) if len(o) > 2 else o for o in options]
 
     # ------------------------------------------------------------------ around a model's calls
     def generate(self, generate: Any, messages: Any, constraint: Any = None, **kwargs: Any) -> Any:
