@@ -23,13 +23,21 @@ def test_levels_from_flags_and_environment():
         level_for(0, "LOUD")
 
 
+def test_a_cli_run_inside_a_configured_process_leaves_its_logging_alone(monkeypatch):
+    monkeypatch.delenv("MEDSLM_LOG_LEVEL", raising=False)
+    logger = logging.getLogger("medslm")
+    before = (logger.level, list(logger.handlers))
+    assert CliRunner().invoke(app, ["models", "list"]).exit_code == 0
+    assert (logger.level, list(logger.handlers)) == before  # pytest's handlers are there: nothing added
+
+
 def test_the_cli_handler_redacts_registered_and_rule_phi(monkeypatch):
     from medslm.safety.redaction import register_phi, uninstall_log_redaction
 
     monkeypatch.delenv("MEDSLM_LOG_PHI", raising=False)
     buf = io.StringIO()
     logger = logging.getLogger("medslm")
-    saved = (logger.level, list(logger.handlers), logger.propagate)
+    saved = (logger.level, list(logger.handlers), logging.raiseExceptions)
     try:
         assert configure_logging(2, stream=buf) == logging.DEBUG
         register_phi([("Quixfeather", "NAME")])
@@ -41,7 +49,7 @@ def test_the_cli_handler_redacts_registered_and_rule_phi(monkeypatch):
         uninstall_log_redaction()
         logger.setLevel(saved[0])
         logger.handlers[:] = saved[1]
-        logger.propagate = saved[2]
+        logging.raiseExceptions = saved[2]
 
 
 def test_bad_log_level_is_a_usage_error(monkeypatch):
