@@ -13,7 +13,7 @@ language model, so the figures measure the server, not a model), then in one asy
 A *hang* is a request with no response within ``--deadline`` seconds; a *crash* is the server process
 exiting or answering 500. Everything is bounded in count and time. Run:
 
-    python bench/serve.py                 # the full run (about a minute on 2 cores)
+    python bench/serve.py                 # the full run (seconds to a minute on 2 cores)
     python bench/serve.py --clients 40 --idle 50 --slow 10
 """
 
