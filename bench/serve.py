@@ -154,7 +154,7 @@ async def main_async(args: argparse.Namespace, port: int, pid: int) -> dict[str,
     idle = []
     for _ in range(args.idle):
         try:
-            r, w = await asyncio.open_connection("127.0.0.1", port)
+            _, w = await asyncio.open_connection("127.0.0.1", port)
             w.write(b"POST /review HTTP/1.1\r\nHost: x\r\nContent-")
             idle.append(w)
         except OSError:

@@ -6,6 +6,7 @@ import os
 import sqlite3
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -82,9 +83,9 @@ def test_store_note_text_off_keeps_no_note_text(tmp_path):
         s = Settings(store_note_text=keep).with_models(guardian="rules")
         out = tmp_path / f"keep-{keep}.jsonl"
         rep = review_batch([Note(id="n1", text=canary)], out, graph=triage_rules(s), settings=s, progress=False)
-        blobs = out.read_bytes() + open(rep.store, "rb").read()
-        wal = str(rep.store) + "-wal"
-        if os.path.exists(wal):
-            blobs += open(wal, "rb").read()
+        blobs = out.read_bytes() + Path(rep.store).read_bytes()
+        wal = Path(str(rep.store) + "-wal")
+        if wal.exists():
+            blobs += wal.read_bytes()
         assert (canary.encode() in blobs) is keep
         assert (rep.reviews[0].text == canary) is keep

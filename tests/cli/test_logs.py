@@ -62,7 +62,14 @@ def test_note_text_cannot_restyle_or_crash_review_output():
     from rich.console import Console
 
     from medslm.cli.review import print_review, review_table
-    from medslm.records import AgentResult, ChartReview, ReviewStatus, Summary, SummarySection, SummarySentence
+    from medslm.records import (
+        AgentResult,
+        ChartReview,
+        ReviewStatus,
+        Summary,
+        SummarySection,
+        SummarySentence,
+    )
 
     evil = "Chest pain [/] [bold red]x[/bold red] \x1b[31mRED\x1b[0m \x9b2J \u202eevil"
     summary = Summary(sections=(SummarySection(name="hpi", sentences=(SummarySentence(text=evil),)),))

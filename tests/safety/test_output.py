@@ -41,8 +41,8 @@ def test_phi_in_a_summary_is_redacted_and_reported_as_a_warning(rules_guardian):
     assert "O'Brien-Smith" not in red.text and "A1234567" not in red.text and "617-555-0142" not in red.text
     assert "chest pain" in red.text and "[MRN]" in red.text
     # the graph node applies it: guard_out hands on the redacted summary
-    from medslm.graphs.nodes import guard_out
     from medslm.graphs.context import ReviewContext
+    from medslm.graphs.nodes import guard_out
 
     class _Rt:
         context = ReviewContext(guardian=rules_guardian)

@@ -41,7 +41,7 @@ def test_recall_per_type_on_the_heldout_generator():
 def test_the_probe_misses_are_found(text, value):
     spans = find_phi(text)
     covered = [text[s.start : s.end] for s in spans]
-    assert any(value in c or c in value and len(c) >= 2 for c in covered), (value, covered)
+    assert any(value in c or (c in value and len(c) >= 2) for c in covered), (value, covered)
 
 
 def test_dialogue_speaker_labels_and_interjections_are_not_names():
