@@ -25,7 +25,17 @@ from medslm.records import (
     TriageResult,
 )
 
-__all__ = ["highlight_note", "review_html", "review_text"]
+__all__ = ["highlight_note", "review_html", "review_text", "terminal_safe"]
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0, 9), 11, 12, *range(14, 32), 127, *range(0x80, 0xA0))}
+_CONTROL.update({0x2028: "\\u2028", 0x2029: "\\u2029", 0x202E: "\\u202e", 0x202D: "\\u202d"})
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``): ANSI sequences, carriage returns,
+    C1 controls and bidi overrides in a note can neither restyle nor rewrite the terminal. Newlines and
+    tabs stay; the text is meant for ``print`` or ``Console.print(..., markup=False)``."""
+    return text.translate(_CONTROL)
 
 _TYPE_COLOURS = {
     "problem": "#fde2e1",

@@ -220,6 +220,21 @@ def select_units(text: str, units: Sequence[Unit], sections: Sequence[str], chun
         return {s: [] for s in sections}, {"chunks": 0.0, "units": 0.0}
     specs = {s: _section_spec(s) for s in sections}
     heads, is_header = _headers(text, units)
+    # identification lines (name, MRN, phone, address…) are never summary material
+    from medslm.safety.phi import find_phi, is_identification_line
+
+    phi = find_phi(text, use_ner=False)  # once per note; each unit and line looks at its own spans
+
+    def _ident(a: int, b: int) -> bool:
+        inside = [p.model_copy(update={"start": p.start - a, "end": p.end - a}) for p in phi
+                  if a <= p.start and p.end <= b]
+        return is_identification_line(text[a:b], inside)
+
+    def _line(u: Unit) -> tuple[int, int]:
+        end = text.find("\n", u.end)
+        return text.rfind("\n", 0, u.start) + 1, len(text) if end < 0 else end
+
+    is_header = [h or _ident(u.start, u.end) or _ident(*_line(u)) for h, u in zip(is_header, units, strict=True)]
     terms = [set(content_terms(u.text)) for u in units]
     df: Counter[str] = Counter()
     for t in terms:

@@ -42,8 +42,19 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More log output: -v info, -vv debug (also MEDSLM_LOG_LEVEL). "
+                                              "Log records are PHI-redacted.")] = 0,
 ) -> None:
     """Clinical text through a team of small language models, offline."""
+    from medslm.cli.logs import configure_logging
+    from medslm.errors import ConfigurationError
+
+    try:
+        configure_logging(verbose)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 models_app = typer.Typer(help="The language models: fetch the embedded default, list backends.",

@@ -47,7 +47,9 @@ def review(
     Example: medslm review notes.jsonl -o reviews.jsonl   (or: medslm review --samples)
     """
     from rich.console import Console
+    from rich.text import Text
 
+    from medslm.display import terminal_safe
     from medslm.errors import MedslmError
     from medslm.graphs.runner import review_batch
     from medslm.settings import Settings, parse_thresholds
@@ -78,7 +80,7 @@ def review(
             settings = settings.model_copy(update={"thresholds": {**settings.thresholds,
                                                                   **parse_thresholds(threshold)}})
     except MedslmError as exc:
-        console.print(f"[red]error[/]: {exc}")
+        console.print(Text("error: ", style="red") + Text(terminal_safe(str(exc))))
         raise typer.Exit(2) from None
     try:
         report = review_batch(
@@ -90,7 +92,7 @@ def review(
         console.print("[yellow]interrupted[/]: finished notes are in the store; rerun the same command to resume")
         raise typer.Exit(130) from None
     except MedslmError as exc:
-        console.print(f"[red]error[/]: {exc}")
+        console.print(Text("error: ", style="red") + Text(terminal_safe(str(exc))))
         raise typer.Exit(2) from None
     if show or (show is None and len(report.reviews) <= 25):
         for r in report.reviews:
@@ -113,19 +115,26 @@ def review(
 def print_review(r: ChartReview, console: Any) -> None:
     """``medslm.display.review_text`` when the display module is there, else a rich table."""
     try:
-        from medslm.display import review_text
+        from medslm.display import review_text, terminal_safe
     except ImportError:
         console.print(review_table(r))
         return
-    console.print(review_text(r))
+    # note text in a review is data: no rich markup ("[/]" in a note), no control sequences
+    console.print(terminal_safe(review_text(r)), markup=False, highlight=False, emoji=False)
 
 
 def review_table(r: ChartReview) -> Any:
     """One rich table for one review: each agent's output with confidence and provenance."""
+    from rich.markup import escape as _escape
     from rich.table import Table
 
+    from medslm.display import terminal_safe
+
+    def escape(x: str) -> str:
+        return _escape(terminal_safe(x))
+
     colour = {"ok": "green", "needs_review": "yellow", "blocked": "red", "failed": "red"}[r.status.value]
-    t = Table(title=f"{r.note_id}  [{colour}]{r.status.value}[/]" + (f"  ({r.reason})" if r.reason else ""),
+    t = Table(title=f"{escape(r.note_id)}  [{colour}]{r.status.value}[/]" + (f"  ({escape(r.reason)})" if r.reason else ""),
               title_justify="left", show_lines=True, expand=False)
     t.add_column("part", style="bold")
     t.add_column("result", overflow="fold", max_width=90)
@@ -145,25 +154,25 @@ def review_table(r: ChartReview) -> Any:
         ents = "; ".join(f"{e.text} [{e.type.value}{'' if e.assertion.value == 'present' else ', ' + e.assertion.value}]"
                          for e in r.entities.output[:12])
         more = f" (+{len(r.entities.output) - 12})" if len(r.entities.output) > 12 else ""
-        t.add_row("entities", ents + more or "-", f"{r.entities.confidence:.2f}", prov(r.entities))
+        t.add_row("entities", escape(ents + more) or "-", f"{r.entities.confidence:.2f}", escape(prov(r.entities)))
     if r.codes is not None:
         codes = "; ".join(f"{c.code} {c.description} ({c.confidence:.2f})" for c in r.codes.output) or "-"
-        t.add_row("ICD-10-CM", codes, f"{r.codes.confidence:.2f}", prov(r.codes))
+        t.add_row("ICD-10-CM", escape(codes), f"{r.codes.confidence:.2f}", escape(prov(r.codes)))
     if r.triage is not None:
         flags = ", ".join(f.name for f in r.triage.output.red_flags)
         t.add_row("triage", f"level {r.triage.output.level} ({r.triage.output.scale})" + (f"; red flags: {flags}" if flags else ""),
-                  f"{r.triage.confidence:.2f}", prov(r.triage))
+                  f"{r.triage.confidence:.2f}", escape(prov(r.triage)))
     if r.summary is not None:
-        t.add_row("summary", r.summary.output.text or "-", f"{r.summary.confidence:.2f}", prov(r.summary))
+        t.add_row("summary", escape(r.summary.output.text) or "-", f"{r.summary.confidence:.2f}", escape(prov(r.summary)))
     for name, v in (("safety in", r.safety_in), ("safety out", r.safety_out)):
         if v is not None:
             cats = ", ".join(sorted({f"{f.category}/{f.severity.value}" for f in v.findings})) or "no findings"
             t.add_row(name, f"{'allowed' if v.allowed else 'BLOCKED'}: {cats}; PHI spans {len(v.phi)}; fenced {len(v.fenced)}",
                       "", "guardian")
     if r.issues:
-        t.add_row("verify", "\n".join(r.issues[:8]) + (f"\n(+{len(r.issues) - 8})" if len(r.issues) > 8 else ""), "", "")
+        t.add_row("verify", escape("\n".join(r.issues[:8]) + (f"\n(+{len(r.issues) - 8})" if len(r.issues) > 8 else "")), "", "")
     if r.review_items:
-        t.add_row("review items", ", ".join(r.review_items), "", "queue")
+        t.add_row("review items", escape(", ".join(r.review_items)), "", "queue")
     return t
 
 

@@ -64,6 +64,8 @@ class ReviewContext:
     queue_path: Path | None = None
     interactive: bool = False
     serialize_agents: bool = True
+    #: the batch job's key (set by the runner); review items are keyed by it (default: the settings hash)
+    job_key: str | None = None
     _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
@@ -84,8 +86,18 @@ class ReviewContext:
         key = role if model is None and not options else f"{role}@{spec!r}@{sorted((options or {}).items())!r}"
         with self._lock:
             if key not in self.agents:
-                self.agents[key] = make_agent(role, spec, artifacts=self.settings.artifacts, **(options or {}))
+                self.agents[key] = make_agent(role, self._model(spec), artifacts=self.settings.artifacts,
+                                              **(options or {}))
             return self.agents[key]
+
+    def _model(self, spec: Any) -> Any:
+        """A spec as agents get it: models load with this run's settings only when the user allowed PHI
+        to remote endpoints (otherwise every remote model de-identifies, the safe default)."""
+        if isinstance(spec, str) and self.settings.allow_phi_to_remote and spec not in ("rules", "none"):
+            from medslm.models.catalog import load_model
+
+            return load_model(spec, settings=self.settings)
+        return spec
 
     def get_guardian(self) -> Any:
         with self._lock:
@@ -96,7 +108,7 @@ class ReviewContext:
                 # "rules": the guardian without a language model or spaCy NER (regular expressions only)
                 rules = spec in ("rules", "none")
                 arts = self.settings.artifacts
-                self.guardian = Guardian(None if rules else spec, use_ner=not rules,
+                self.guardian = Guardian(None if rules else self._model(spec), use_ner=not rules,
                                          max_chars=self.settings.max_note_chars,
                                          artifacts=str(arts) if arts is not None else None)
             return self.guardian

@@ -168,7 +168,17 @@ def guard_out(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
         input_verdict=state.get("safety_in"),
         code_validator=_kg_validator(ctx) if code_list else None,
     )
-    return {"safety_out": verdict}
+    update: dict[str, Any] = {"safety_out": verdict}
+    if summary is not None and any(f.category == "phi_leak" for f in verdict.findings):
+        # PHI in the summary is redacted ([NAME], [MRN]…), never passed on as a mere finding
+        from medslm.safety.output import redact_summary
+
+        note = state["note"]
+        phi = state.get("safety_in").phi if state.get("safety_in") is not None else ()
+        red, n = redact_summary(summary.output, {note.text[p.start : p.end] for p in phi})
+        if n:
+            update["summary"] = summary.model_copy(update={"output": red})
+    return update
 
 
 def _kg_validator(ctx: ReviewContext) -> Callable[[str], bool]:
@@ -373,12 +383,14 @@ def make_review(agent_fields: Mapping[str, str]) -> NodeFn:
                 continue
             result = state[agent_fields[node]]
             reason = reasons.get(node, "review")
+            # keyed by job, note content and payload: another patient under a reused id is a new item
+            key = {"job_key": ctx.job_key or ctx.config_hash, "note_sha256": note.sha256}
             if not ctx.interactive:
-                items.append(str(ctx.get_queue().add(note.id, node, result, reason)))
+                items.append(str(ctx.get_queue().add(note.id, node, result, reason, **key)))
                 continue
             from medslm.routers import request_review
 
-            decision = request_review(ctx.get_queue(), note.id, node, result, reason)
+            decision = request_review(ctx.get_queue(), note.id, node, result, reason, **key)
             items.append(str(decision.get("item_id", "")))
             action = str(decision.get("decision") or decision.get("action") or "")
             actions.append({"item_id": decision.get("item_id"), "agent": node, "action": action,

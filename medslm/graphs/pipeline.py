@@ -82,8 +82,8 @@ BUILTINS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str
                "queue for a human (interrupt in interactive runs)"),
     "kg_lookup": (("note",), ("text", "entities"), ("entities",),
                   "ground entities (or, without NER, lexicon matches) in the knowledge graph"),
-    "guard_out": (("note",), ("summary", "codes"), ("safety_out",),
-                  "screen outputs for unsafe advice, PHI leaks, unsupported claims"),
+    "guard_out": (("note",), ("summary", "codes"), ("safety_out", "summary"),
+                  "screen outputs for unsafe advice, PHI leaks (redacted), unsupported claims"),
 }
 
 

@@ -219,6 +219,10 @@ def review_batch(
         or Settings()
     context = context or ReviewContext(settings=settings)
     key = job_key(g, settings)
+    if context.job_key != key:  # review items of this job are keyed by it (the caller's context is left as is)
+        import dataclasses
+
+        context = dataclasses.replace(context, job_key=key)
     out_path = Path(output) if output is not None else None
 
     if isinstance(inputs, str | Path):
@@ -233,7 +237,7 @@ def review_batch(
         db = store
     else:
         path = store if store is not None else (str(out_path) + ".store.sqlite" if out_path is not None else ":memory:")
-        db = ResultStore(path)
+        db = ResultStore(path, store_text=settings.store_note_text)
     try:
         known = db.done(key)
         notes = [(i, r) for i, r in records if isinstance(r, Note)]

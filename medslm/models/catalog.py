@@ -62,7 +62,7 @@ def _transformers(target: str, settings: Settings) -> LanguageModel:
 def _openai(target: str, settings: Settings) -> LanguageModel:
     from medslm.models.openai_compat import OpenAICompatibleModel
 
-    return OpenAICompatibleModel.from_spec(target)
+    return OpenAICompatibleModel.from_spec(target, allow_phi=settings.allow_phi_to_remote)
 
 
 def _llamacpp(target: str, settings: Settings) -> LanguageModel:
@@ -114,17 +114,31 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def load_model(spec: str | LanguageModel = "embedded", *, settings: Settings | None = None) -> LanguageModel:
-    """The model for ``spec``, created once per process (loading its weights happens on first use)."""
-    if not isinstance(spec, str):
-        return spec
-    backend, target = parse_spec(spec)
+    """The model for ``spec``, created once per process (loading its weights happens on first use).
+
+    A model whose endpoint is not on this machine (``ModelInfo.remote``) only ever receives de-identified
+    text unless ``settings.allow_phi_to_remote``: OpenAI-compatible endpoints de-identify their own
+    requests, any other remote model (a third-party backend, a model object passed in) is wrapped in
+    :class:`medslm.safety.boundary.DeidentifyingModel`.
+    """
     settings = settings or Settings()
-    key = f"{backend}:{target}"
+    if not isinstance(spec, str):
+        return _protect(spec, settings)
+    backend, target = parse_spec(spec)
+    key = f"{backend}:{target}|phi={int(settings.allow_phi_to_remote)}"
     with _LOCK:
         if key not in _CACHE:
             factory = BACKENDS.get(backend) or _plugin_backends()[backend]
-            _CACHE[key] = factory(target, settings)
+            _CACHE[key] = _protect(factory(target, settings), settings)
         return _CACHE[key]
+
+
+def _protect(model: LanguageModel, settings: Settings) -> LanguageModel:
+    from medslm.safety.boundary import needs_boundary, protect  # the seam where text leaves the process
+
+    if not needs_boundary(model, allow_phi=settings.allow_phi_to_remote):
+        return model
+    return protect(model, allow_phi=settings.allow_phi_to_remote, seed=settings.seed)  # type: ignore[no-any-return]
 
 
 def clear_cache() -> None:

@@ -2,7 +2,9 @@
 
 Spec: ``"openai:http://127.0.0.1:8000/v1#model"``, with optional query hints after the model name:
 ``#model?server=vllm&timeout=30&retries=4&remote=1``. ``remote=1`` marks a loopback URL as remote (an SSH
-tunnel to another machine), so callers de-identify text before sending it. ``server`` is ``vllm``, ``llamacpp`` or ``openai``; without
+tunnel to another machine). A remote endpoint gets de-identified text (every message, every call) and
+its answers are re-identified before callers see them (:mod:`medslm.safety.boundary`), unless
+``allow_phi=True`` (``Settings.allow_phi_to_remote``). ``server`` is ``vllm``, ``llamacpp`` or ``openai``; without
 it the kind is detected once from ``GET /v1/models`` (vLLM says ``owned_by: vllm``, llama.cpp's Python
 server ``owned_by: me``).
 
@@ -120,6 +122,7 @@ class OpenAICompatibleModel:
         backoff: float = 0.5,
         api_key: str | None = None,
         remote: bool | None = None,
+        allow_phi: bool = False,
     ) -> None:
         if server is not None and server not in SERVERS:
             from medslm.errors import UnknownNameError
@@ -135,11 +138,13 @@ class OpenAICompatibleModel:
         self.backoff = float(backoff)
         self._api_key = api_key
         self._remote = remote
+        self.allow_phi = bool(allow_phi)
+        self._boundary: Any = None
         self._client: Any = None
         self.attempts = 0  # HTTP attempts made (retries included), for tests and metrics
 
     @classmethod
-    def from_spec(cls, spec: str) -> OpenAICompatibleModel:
+    def from_spec(cls, spec: str, *, allow_phi: bool = False) -> OpenAICompatibleModel:
         import os
 
         base, model, opts = parse_openai_spec(spec)
@@ -152,6 +157,7 @@ class OpenAICompatibleModel:
             retries=int(opts.get("retries", 4)),
             api_key=os.environ.get(key_env),
             remote=opts["remote"].lower() in ("1", "true", "yes") if "remote" in opts else None,
+            allow_phi=allow_phi,
         )
 
     # ------------------------------------------------------------------ identity
@@ -163,6 +169,23 @@ class OpenAICompatibleModel:
             revision=None,
             remote=self._remote if self._remote is not None else not is_local_url(self.base_url),
         )
+
+    @property
+    def deidentifies(self) -> bool:
+        """True when requests go through the PHI boundary: a remote endpoint and PHI not allowed to it.
+
+        Then every message is de-identified before it is sent and the answer re-identified
+        (:mod:`medslm.safety.boundary`); ``allow_phi=True`` (``Settings.allow_phi_to_remote``) sends text
+        as it is.
+        """
+        return self.info.remote and not self.allow_phi
+
+    def _phi_boundary(self) -> Any:
+        if self._boundary is None:
+            from medslm.safety.boundary import PhiBoundary  # the seam: de-identify before text leaves
+
+            self._boundary = PhiBoundary()
+        return self._boundary
 
     def load(self) -> OpenAICompatibleModel:
         """Detect the server kind and model name now (otherwise done on first use)."""
@@ -327,6 +350,25 @@ class OpenAICompatibleModel:
         temperature: float = 0.0,
         seed: int | None = None,
     ) -> Generation:
+        kw = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        if self.deidentifies:
+            return self._phi_boundary().generate(self._generate, messages, constraint, **kw)  # type: ignore[no-any-return]
+        return self._generate(messages, constraint, **kw)
+
+    def score_choices(self, messages: Messages, options: Sequence[str]) -> ChoiceScores:
+        if self.deidentifies:
+            return self._phi_boundary().score_choices(self._score_choices, messages, options)  # type: ignore[no-any-return]
+        return self._score_choices(messages, options)
+
+    def _generate(
+        self,
+        messages: Messages,
+        constraint: Constraint | None = None,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> Generation:
         self._ensure_ready()
         body: dict[str, Any] = {
             "model": self.model,
@@ -358,7 +400,7 @@ class OpenAICompatibleModel:
             model=self.info,
         )
 
-    def score_choices(self, messages: Messages, options: Sequence[str]) -> ChoiceScores:
+    def _score_choices(self, messages: Messages, options: Sequence[str]) -> ChoiceScores:
         opts = tuple(options)
         if not opts:
             raise ConfigurationError("score_choices needs at least one option")

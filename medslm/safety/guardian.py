@@ -164,6 +164,7 @@ class Guardian:
             if isinstance(self._model_spec, str):
                 from medslm.models.catalog import load_model
 
+                # a remote guardian model gets de-identified text (the PHI boundary), like every role
                 self._model = load_model(self._model_spec)
             else:
                 self._model = self._model_spec
@@ -226,7 +227,7 @@ class Guardian:
         if phi and self.register_phi:
             from medslm.safety.redaction import register_phi
 
-            register_phi(text[p.start : p.end] for p in phi)
+            register_phi((text[p.start : p.end], p.type) for p in phi)
         if phi:
             findings.append(
                 SafetyFinding(

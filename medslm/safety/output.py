@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from medslm.records import PhiSpan, SafetyFinding, Severity, Span
 
@@ -251,13 +252,50 @@ def check_phi_leak(
         out.append(
             SafetyFinding(
                 category="phi_leak",
-                severity=Severity.BLOCKING if blocking else Severity.INFO,
-                message=f"{field}: {typ} at [{s}, {e})" + (" after de-identification was requested" if blocking else ""),
+                severity=Severity.BLOCKING if blocking else Severity.WARNING,
+                message=f"{field}: {typ} at [{s}, {e})"
+                + (" after de-identification was requested" if blocking else "; redacted in the output"),
                 span=Span(start=s, end=e, label=field),
                 confidence=0.95 if typ == "NOTE_PHI" else 0.85,
             )
         )
     return out
+
+
+def phi_spans_in_output(output: str, note_phi_strings: Iterable[str], *, use_ner: bool = False) -> list[PhiSpan]:
+    """PHI in an output text: detected spans plus exact reuse of PHI strings of the note."""
+    from medslm.safety.phi import find_phi, resolve_spans
+
+    found = list(find_phi(output, use_ner=use_ner))
+    for s in note_phi_strings:
+        if len(s) >= 3:
+            found += [PhiSpan(start=m.start(), end=m.end(), type="NAME", confidence=0.95)
+                      for m in re.finditer(rf"(?<!\w){re.escape(s)}(?!\w)", output)]
+    return resolve_spans(found)
+
+
+def redact_output_text(output: str, note_phi_strings: Iterable[str], *, use_ner: bool = False) -> tuple[str, int]:
+    """``output`` with each PHI span replaced by ``[TYPE]``, and how many were replaced."""
+    spans = phi_spans_in_output(output, list(note_phi_strings), use_ner=use_ner)
+    for sp in reversed(spans):
+        output = output[: sp.start] + f"[{sp.type}]" + output[sp.end :]
+    return output, len(spans)
+
+
+def redact_summary(summary: Any, note_phi_strings: Iterable[str], *, use_ner: bool = False) -> tuple[Any, int]:
+    """A :class:`medslm.records.Summary` whose sentences carry no PHI (``[NAME]``, ``[MRN]``…), and the count
+    of spans redacted. Support spans still point at the note."""
+    strings = list(note_phi_strings)
+    total = 0
+    sections = []
+    for sec in summary.sections:
+        sents = []
+        for sent in sec.sentences:
+            text, n = redact_output_text(sent.text, strings, use_ner=use_ner)
+            total += n
+            sents.append(sent.model_copy(update={"text": text}) if n else sent)
+        sections.append(sec.model_copy(update={"sentences": tuple(sents)}))
+    return (summary.model_copy(update={"sections": tuple(sections)}) if total else summary), total
 
 
 __all__ = [
@@ -269,5 +307,8 @@ __all__ = [
     "check_doses",
     "check_phi_leak",
     "check_stop_treatment",
+    "phi_spans_in_output",
+    "redact_output_text",
+    "redact_summary",
     "support_scores",
 ]
