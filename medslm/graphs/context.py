@@ -12,26 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medslm.errors import UnknownNameError
+from medslm import registry
 from medslm.settings import Settings
 
-#: role -> (module, class) of the built-in agents.
-AGENT_CLASSES = {
-    "ner": ("medslm.agents.ner", "NerAgent"),
-    "icd": ("medslm.agents.icd", "IcdAgent"),
-    "triage": ("medslm.agents.triage", "TriageAgent"),
-    "summarize": ("medslm.agents.summarize", "SummarizeAgent"),
-}
 
-
-def make_agent(role: str, model: Any = "embedded", **options: Any) -> Any:
-    """A built-in agent for ``role`` on ``model`` (a spec or a LanguageModel); loads nothing yet."""
-    from importlib import import_module
-
-    if role not in AGENT_CLASSES:
-        raise UnknownNameError("agent role", role, list(AGENT_CLASSES))
-    module, cls = AGENT_CLASSES[role]
-    return getattr(import_module(module), cls)(model=model, **options)
+def make_agent(name: str, model: Any = "embedded", **options: Any) -> Any:
+    """A registered agent (:mod:`medslm.registry`) on ``model`` (a spec or a LanguageModel); loads nothing yet."""
+    return registry.get(name).build(model, **options)
 
 
 @dataclass
@@ -71,13 +58,14 @@ class ReviewContext:
         return self.settings.config_hash()
 
     # ----------------------------------------------------------------- components, built on first use
-    def agent(self, role: str, model: Any = None, options: dict[str, Any] | None = None) -> Any:
-        """The agent for ``role`` on ``model`` (default: ``settings.model_for(role)``), one per context."""
-        spec = model if model is not None else self.settings.model_for(role)
-        key = role if model is None and not options else f"{role}@{spec!r}@{sorted((options or {}).items())!r}"
+    def agent(self, name: str, model: Any = None, options: dict[str, Any] | None = None) -> Any:
+        """The agent ``name`` on ``model`` (default: ``settings.model_for`` its role), one per context."""
+        agent_spec = registry.get(name)
+        spec = model if model is not None else self.settings.model_for(agent_spec.role)
+        key = name if model is None and not options else f"{name}@{spec!r}@{sorted((options or {}).items())!r}"
         with self._lock:
             if key not in self.agents:
-                self.agents[key] = make_agent(role, spec, **(options or {}))
+                self.agents[key] = agent_spec.build(spec, **(options or {}))
             return self.agents[key]
 
     def get_guardian(self) -> Any:
@@ -128,4 +116,4 @@ class ReviewContext:
             return self.queue
 
 
-__all__ = ["AGENT_CLASSES", "ReviewContext", "make_agent"]
+__all__ = ["ReviewContext", "make_agent"]

@@ -43,7 +43,7 @@ def test_health_and_review_over_http(server, caplog):
         code, body = _post(server + "/review", json.dumps({"id": "n1", "text": text}).encode())
     assert code == 200
     assert body["note_id"] == "n1" and body["status"] in ("ok", "needs_review")
-    assert 1 <= body["triage"]["output"]["level"] <= 5
+    assert 1 <= body["results"]["triage"]["output"]["level"] <= 5
     assert CANARY not in caplog.text  # the body is never logged
 
 
