@@ -284,6 +284,16 @@ BUILTINS: tuple[AgentSpec, ...] = (
         verify="medslm.graphs.checks:check_summary", eval_task="medslm.evals.harness:SUMMARIZE_TASK",
         chart_review=True,
     ),
+    AgentSpec(
+        name="medication", output="medslm.agents.medication:Medications",
+        factory="medslm.agents.medication:MedicationAgent", field="medications",
+        optional_reads=("text", "entities"), label="Medications",
+        description="medications (drug, dose, unit, route, frequency, duration, status) and allergies",
+        text="medslm.agents.medication:medication_text", html="medslm.agents.medication:medication_html",
+        row="medslm.agents.medication:medication_row", columns=("medications", "allergies"),
+        cell="medslm.agents.medication:medication_cell", verify="medslm.agents.medication:check_medications",
+        eval_task="medslm.evals.medication:MEDICATION_TASK", chart_review=True,
+    ),
 )
 
 #: The process-wide registry: medslm's agents and every installed plug-in.
