@@ -36,7 +36,9 @@ def train(data_dir: Path) -> None:
 
     out = REPO / "medslm" / "safety" / "data"
     t0 = time.perf_counter()
-    head, meta = train_injection_head(data_dir)
+    from medslm.evals.datasets import clinical_texts
+
+    head, meta = train_injection_head(clinical_texts(data_dir, "train"))
     (out / "injection_head.json").write_text(head.to_json(), encoding="utf-8")
     print(f"injection head: {meta} threshold={head.threshold:.3f} ({time.perf_counter() - t0:.0f}s)")
     t0 = time.perf_counter()

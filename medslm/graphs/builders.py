@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
+from importlib import import_module
 from typing import Any
 
 from medslm import registry
-from medslm.errors import NoteError
+from medslm.errors import ConfigurationError, NoteError, UnknownNameError
 from medslm.graphs.context import ReviewContext
 from medslm.graphs.nodes import default_context, failure_reason, review_from_state
 from medslm.graphs.pipeline import Pipeline
@@ -74,8 +75,6 @@ def chart_review_pipeline(settings: Settings | None = None, *, parallel: bool | 
     """
     s, rest = _settings(settings, overrides)
     if rest:
-        from medslm.errors import UnknownNameError
-
         raise UnknownNameError("chart_review option", next(iter(rest)), [*registry.roles(), *Settings.model_fields])
     specs = ([registry.get(n) for n in agents] if agents is not None
              else [a for a in registry.specs() if a.chart_review])
@@ -154,6 +153,40 @@ def _routed(route: Route) -> Any:
     return check
 
 
+# --------------------------------------------------------------------------- graphs by spec
+#: What ``medslm review`` runs without ``--graph``.
+DEFAULT_GRAPH = "medslm.graphs.builders:chart_review"
+
+
+def load_graph(spec: Any, settings: Settings | None = None) -> Any:
+    """A compiled graph from a graph, a Pipeline, a builder function or a ``"module:attr"`` spec."""
+    if spec is None:
+        spec = DEFAULT_GRAPH
+    if isinstance(spec, str):
+        if ":" not in spec:
+            raise ConfigurationError(f"graph spec {spec!r} must be 'module:function' (e.g. {DEFAULT_GRAPH!r})")
+        mod_name, attr = spec.split(":", 1)
+        try:
+            module = import_module(mod_name)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import graph module {mod_name!r}: {exc}") from None
+        if not hasattr(module, attr):
+            known = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+            raise UnknownNameError(f"graph builder in {mod_name}", attr, known)
+        spec = getattr(module, attr)
+    if hasattr(spec, "compile") and hasattr(spec, "describe"):  # a Pipeline
+        return spec.compile()
+    if hasattr(spec, "invoke"):
+        return spec
+    if callable(spec):
+        try:
+            return spec(settings)
+        except TypeError:
+            return spec()
+    raise ConfigurationError(f"cannot make a graph of {type(spec).__name__}")
+
+
+
 # --------------------------------------------------------------------------- one note
 def as_note(note_or_text: Note | str | bytes, note_id: str | None = None) -> Note:
     """A :class:`Note` from a note, a string or UTF-8 bytes (raises :class:`NotTextError` for binary)."""
@@ -220,6 +253,7 @@ def _default_graph() -> Any:
 
 
 __all__ = [
+    "DEFAULT_GRAPH",
     "LevelPolicy",
     "agent_stages",
     "as_note",
@@ -227,6 +261,7 @@ __all__ = [
     "chart_review_pipeline",
     "cohort",
     "ed_queue",
+    "load_graph",
     "review",
     "run_note",
     "triage_rules",

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
+
+from medslm.text import sentences
 
 
 @dataclass(frozen=True)
@@ -129,19 +130,19 @@ def injection_training_positives(n: int = 600, seed: int = 0) -> list[str]:
     return out
 
 
-def clinical_sentences(data_dir: Path | str, *, limit: int = 6000, seed: int = 0) -> list[str]:
-    """Sentences from ACI-Bench train notes and MTS-Dialog train section texts (benign)."""
-    from medslm.evals.datasets import clinical_texts
-
-    texts = clinical_texts(data_dir, "train")
-    sents = [s.strip() for t in texts for s in re.split(r"(?<=[.!?])\s+|\n+", t) if len(s.strip()) > 12]
+def clinical_sentences(texts: Sequence[str], *, limit: int = 6000, seed: int = 0) -> list[str]:
+    """Sentences of benign clinical ``texts`` (the trainer passes ACI-Bench train notes and MTS-Dialog train
+    section texts: ``medslm.evals.datasets.clinical_texts(data_dir, "train")``; safety never reads data sets)."""
+    sents = [s for t in texts for s in sentences(t, loose=True) if len(s) > 12]
     rng = random.Random(seed)
     rng.shuffle(sents)
     return sents[:limit]
 
 
-def train_injection_head(data_dir: Path | str, *, seed: int = 0, target_fpr: float = 0.005) -> tuple[LinearHead, dict[str, Any]]:
-    """Fit the injection head: grammar + the suite's *dev* injections vs clinical sentences and look-alikes."""
+def train_injection_head(benign_texts: Sequence[str], *, seed: int = 0,
+                         target_fpr: float = 0.005) -> tuple[LinearHead, dict[str, Any]]:
+    """Fit the injection head: grammar + the suite's *dev* injections vs sentences of ``benign_texts``
+    (clinical text of train splits) and look-alikes."""
     import numpy as np
 
     from medslm.safety import corpora
@@ -154,8 +155,8 @@ def train_injection_head(data_dir: Path | str, *, seed: int = 0, target_fpr: flo
         for lv in (4, 5)
     ]
     pos = sorted(set(injection_training_positives(seed=seed) + dev_inj))
-    base_sents = [s for note in corpora._BASE_NOTES for s in re.split(r"(?<=[.!?])\s+|\n+", note) if s.strip()]
-    neg = clinical_sentences(data_dir, seed=seed) + _CLINICAL_IMPERATIVES + corpora._HARD_NEGATIVES + base_sents
+    base_sents = [s for note in corpora._BASE_NOTES for s in sentences(note, loose=True)]
+    neg = clinical_sentences(benign_texts, seed=seed) + _CLINICAL_IMPERATIVES + corpora._HARD_NEGATIVES + base_sents
     x = embed(pos + neg)
     y = np.asarray([1] * len(pos) + [0] * len(neg))
     rng = np.random.default_rng(seed)
