@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medslm.errors import MedslmError
 from medslm.models.base import JsonSchema, prompt_hash
 from medslm.records import AgentResult, ConceptRef, Note, Provenance, Span
+from medslm.text import sentence_spans
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,6 @@ NKDA_RE = re.compile(r"\b(NKDA|NKA|no known (?:drug )?allergies|no drug allergie
 ALLERGENS = ("sulfa", "sulfa drugs", "latex", "shellfish", "peanuts", "peanut", "iodine", "contrast", "eggs",
              "bee stings", "codeine", "morphine", "penicillin", "penicillins")
 _CLAUSE_RE = re.compile(r";|\.\s|,\s(?:but|and then|then)\s|\bbut\b")
-_SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])|\n+")
 
 
 @dataclass
@@ -154,18 +154,6 @@ class _Candidate:
     slm: dict[str, Any] | None = None
     slm_confidence: float | None = None
     clause: tuple[int, int] = (0, 0)
-
-
-def sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans (punctuation before a capital or digit, or a line break)."""
-    out, start = [], 0
-    for m in _SENT_RE.finditer(text):
-        if text[start : m.start()].strip():
-            out.append((start, m.start()))
-        start = m.end()
-    if text[start:].strip():
-        out.append((start, len(text)))
-    return out
 
 
 def _options(text: str, s: int, e: int) -> dict[str, list[_Option]]:
@@ -318,7 +306,7 @@ class MedicationAgent:
                         text[max(0, m.start() - 40): m.end() + 40]):
                     found.append((m.start(), m.end(), (), 0.6))
         found.sort()
-        sents = sentences(text)
+        sents = sentence_spans(text)
         out: list[_Candidate] = []
         options_cache: dict[tuple[int, int], dict[str, list[_Option]]] = {}
         for s, e, ids, score in found[: self.max_candidates]:
@@ -546,5 +534,4 @@ __all__ = [
     "medication_row",
     "medication_text",
     "rules_for",
-    "sentences",
 ]
