@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medslm import registry
-from medslm.records import AgentResult, CodeAssignment, Entity, SafetyVerdict, Span, Summary, TriageResult, bind
+from medslm.records import (
+    AgentResult,
+    CodeAssignment,
+    Entity,
+    SafetyVerdict,
+    Span,
+    Summary,
+    TriageResult,
+    bind,
+)
 
 if TYPE_CHECKING:
     from medslm.records import ChartReview

@@ -8,12 +8,55 @@ making a context is instant and a graph that never runs ``icd`` never loads the 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from medslm import registry
+from medslm.agents.base import Agent
+from medslm.records import AgentResult, Note, Route, SafetyVerdict
 from medslm.settings import Settings
+
+if TYPE_CHECKING:
+    from medslm.routers.review_queue import ReviewQueue
+
+
+# What the nodes need of each component (medslm's classes fit; so does a test's or a user's own).
+class GuardianLike(Protocol):
+    """Input and output screening (:class:`medslm.safety.Guardian`)."""
+
+    def check_input(self, note: Note) -> SafetyVerdict: ...
+
+    def fence(self, text: str, verdict: SafetyVerdict | None = None) -> str: ...
+
+    def check_output(self, note_text: str, *, summary_text: str | None = None, codes: Iterable[Any] = (),
+                     input_verdict: SafetyVerdict | None = None,
+                     code_validator: Callable[[str], bool] | None = None) -> SafetyVerdict: ...
+
+
+class KnowledgeBase(Protocol):
+    """Code lookups of ``verify`` and ``guard_out`` (:class:`medslm.knowledge.KnowledgeGraph`)."""
+
+    def get(self, code: str, system: str | None = None) -> Any: ...
+
+    def validate(self, code: str, system: str = "ICD10CM") -> Any: ...
+
+    def is_billable(self, code: str) -> bool: ...
+
+
+class RoutingPolicy(Protocol):
+    """Accept / escalate / review one result (:class:`medslm.routers.EscalationPolicy`; ``decide`` may
+    also take ``note_id=``)."""
+
+    def decide(self, result: AgentResult[Any]) -> Route: ...
+
+
+class Escalating(Protocol):
+    """Re-runs a result on the large model (:class:`medslm.routers.Escalator`)."""
+
+    def escalate(self, agent_name: str, note: Note, result: AgentResult[Any],
+                 constraint_or_agent: Any) -> AgentResult[Any]: ...
 
 
 def make_agent(name: str, model: Any = "embedded", **options: Any) -> Any:
@@ -35,12 +78,12 @@ class ReviewContext:
     """
 
     settings: Settings = field(default_factory=Settings)
-    agents: dict[str, Any] = field(default_factory=dict)
-    guardian: Any = None
-    kg: Any = None
-    policy: Any = None
-    escalator: Any = None
-    queue: Any = None
+    agents: dict[str, Agent[Any]] = field(default_factory=dict)
+    guardian: GuardianLike | None = None
+    kg: KnowledgeBase | None = None
+    policy: RoutingPolicy | None = None
+    escalator: Escalating | None = None
+    queue: ReviewQueue | None = None
     queue_path: Path | None = None
     interactive: bool = False
     serialize_agents: bool = True
@@ -58,7 +101,7 @@ class ReviewContext:
         return self.settings.config_hash()
 
     # ----------------------------------------------------------------- components, built on first use
-    def agent(self, name: str, model: Any = None, options: dict[str, Any] | None = None) -> Any:
+    def agent(self, name: str, model: Any = None, options: dict[str, Any] | None = None) -> Agent[Any]:
         """The agent ``name`` on ``model`` (default: ``settings.model_for`` its role), one per context."""
         agent_spec = registry.get(name)
         spec = model if model is not None else self.settings.model_for(agent_spec.role)
@@ -68,7 +111,7 @@ class ReviewContext:
                 self.agents[key] = agent_spec.build(spec, **(options or {}))
             return self.agents[key]
 
-    def get_guardian(self) -> Any:
+    def get_guardian(self) -> GuardianLike:
         with self._lock:
             if self.guardian is None:
                 from medslm.safety import Guardian
@@ -80,7 +123,7 @@ class ReviewContext:
                                          max_chars=self.settings.max_note_chars)
             return self.guardian
 
-    def get_kg(self) -> Any:
+    def get_kg(self) -> KnowledgeBase:
         with self._lock:
             if self.kg is None:
                 from medslm.knowledge import KnowledgeGraph
@@ -88,7 +131,7 @@ class ReviewContext:
                 self.kg = KnowledgeGraph.default()
             return self.kg
 
-    def get_policy(self) -> Any:
+    def get_policy(self) -> RoutingPolicy:
         with self._lock:
             if self.policy is None:
                 from medslm.routers import EscalationPolicy
@@ -96,7 +139,7 @@ class ReviewContext:
                 self.policy = EscalationPolicy.from_settings(self.settings)
             return self.policy
 
-    def get_escalator(self) -> Any:
+    def get_escalator(self) -> Escalating | None:
         """The escalator to the configured LLM, or None when no escalation model is configured."""
         with self._lock:
             if self.escalator is None and self.settings.escalation_model:
@@ -106,7 +149,7 @@ class ReviewContext:
                                            policy=self.get_policy())
             return self.escalator
 
-    def get_queue(self) -> Any:
+    def get_queue(self) -> ReviewQueue:
         with self._lock:
             if self.queue is None:
                 from medslm.routers import ReviewQueue
@@ -116,4 +159,4 @@ class ReviewContext:
             return self.queue
 
 
-__all__ = ["ReviewContext", "make_agent"]
+__all__ = ["Escalating", "GuardianLike", "KnowledgeBase", "ReviewContext", "RoutingPolicy", "make_agent"]

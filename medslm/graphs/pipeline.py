@@ -406,12 +406,6 @@ class Pipeline:
         """Mermaid text of the compiled graph."""
         return str(self.compile().get_graph().draw_mermaid())
 
-    def draw_png(self, path: Any) -> Any:
-        """Draw the stages to a PNG with matplotlib (offline; no mermaid.ink)."""
-        from medslm.graphs.drawing import draw_stages_png
-
-        return draw_stages_png([[d.name for d in st.nodes] for st in self._stages], path, title=self.name)
-
     def __repr__(self) -> str:
         return f"Pipeline({' -> '.join('{' + ', '.join(d.name for d in st.nodes) + '}' for st in self._stages)})"
 
