@@ -43,7 +43,11 @@ from medslm.records import (
     SummarySentence,
     TriageResult,
 )
+from medslm.registry import AgentSpec
 from medslm.settings import Settings
+
+# ChartReview's print() and notebook HTML: medslm.display binds them (records imports nothing above it).
+from medslm import display as _display  # noqa: E402,F401  isort: skip
 
 try:
     __version__ = version("medslm")
@@ -89,6 +93,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AgentResult",
+    "AgentSpec",
     "Assertion",
     "ChartReview",
     "CodeAssignment",

@@ -21,9 +21,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medslm import registry
 from medslm.records import DEFAULT_MAX_NOTE_CHARS
 
-ROLES = ("ner", "icd", "triage", "summarize", "guardian")
+#: Model roles of medslm's own agents (from the registry) and the guardian. Plug-in agents' roles are
+#: in :func:`medslm.registry.roles`; every role without a spec uses ``"embedded"``.
+ROLES = registry.roles(plugins=False)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -42,7 +45,7 @@ class Settings(BaseModel):
 
     models: dict[str, str] = Field(
         default_factory=lambda: dict.fromkeys(ROLES, "embedded"),
-        description="role -> model spec; roles: ner, icd, triage, summarize, guardian",
+        description="role -> model spec; roles: each agent's (ner, icd, triage, summarize…) and guardian",
     )
     escalation_model: str | None = Field(
         default=None, description="spec of the large LLM to escalate to (an 'openai:' endpoint); None: humans"
@@ -100,9 +103,10 @@ class Settings(BaseModel):
     def from_env(cls, **overrides: Any) -> Settings:
         """Read ``MEDSLM_MODEL_<ROLE>``, ``MEDSLM_ESCALATION_MODEL``, ``MEDSLM_DATA_DIR``…"""
         values: dict[str, Any] = {}
-        models = {r: os.environ[f"MEDSLM_MODEL_{r.upper()}"] for r in ROLES if f"MEDSLM_MODEL_{r.upper()}" in os.environ}
+        roles = registry.roles()
+        models = {r: os.environ[f"MEDSLM_MODEL_{r.upper()}"] for r in roles if f"MEDSLM_MODEL_{r.upper()}" in os.environ}
         if "MEDSLM_MODEL" in os.environ:
-            models = {**dict.fromkeys(ROLES, os.environ["MEDSLM_MODEL"]), **models}
+            models = {**dict.fromkeys(roles, os.environ["MEDSLM_MODEL"]), **models}
         if models:
             values["models"] = {**dict.fromkeys(ROLES, "embedded"), **models}
         for key, env in (

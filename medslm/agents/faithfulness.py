@@ -18,8 +18,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from medslm.agents.red_flags import is_negated
 from medslm.records import Span
+from medslm.text import SENTENCE_END, is_negated
+from medslm.text import stem as _stem
 
 __all__ = [
     "FaithfulnessVerdict",
@@ -56,15 +57,7 @@ _SPEAKER = re.compile(r"^\s*(?:\[(?:doctor|patient|patient_guest|guest_family|gu
                       r"(?:doctor|patient|guest_family|guest_clinician|nurse|dr|pt)\s*:)\s*", re.I)
 _NO_ANSWER = re.compile(r"^\s*(?:no\b|nope\b|nah\b|not\s+(?:really|at\s+all|that\s+i\s+know)|never\b|none\b|"
                         r"i\s+(?:don't|do\s+not|haven't|have\s+not)\b)", re.I)
-_SENT_END = re.compile(r"(?<!\bMr\.)(?<!\bDr\.)(?<!Mrs\.)(?<!\bMs\.)(?<!\bSt\.)(?<=[.!?])\s+(?=[A-Z\[\d\"'])|(?<=\s[.!?])\s+|\n+")
-
-
-def _stem(w: str) -> str:
-    w = w.lower().strip("'-")
-    for suf in ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "ly", "s"):
-        if w.endswith(suf) and len(w) - len(suf) >= 4:
-            return w[: -len(suf)] + ("y" if suf in ("ies", "ied") else "")
-    return w
+_SENT_END = SENTENCE_END
 
 
 def numbers_in(text: str) -> set[str]:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from medslm.models.base import prompt_hash
 from medslm.records import AgentResult, Assertion, ConceptRef, Entity, EntityType, Note, Provenance, Span
+from medslm.text import sentence_spans
 
 if TYPE_CHECKING:
     from medslm.agents.crf_tagger import CrfTagger
@@ -72,7 +73,6 @@ _ANATOMY = (
     "ureter", "urethra", "uterus", "ovary", "prostate", "thyroid", "spine", "knee", "hip", "shoulder",
     "pelvis", "bone", "artery", "vein", "aorta", "breast", "esophagus", "duodenum", "rectum", "testis",
 )
-_SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])|\n+")
 #: HPO modifiers (laterality, onset, severity…) are not mentions on their own
 _NOT_MENTIONS = frozenset({
     "right", "left", "bilateral", "unilateral", "acute", "chronic", "severe", "mild", "moderate", "onset",
@@ -111,16 +111,8 @@ class _Mention:
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of sentences (rule-based: sentence punctuation before a capital, or newlines)."""
-    out: list[tuple[int, int]] = []
-    start = 0
-    for m in _SENT_RE.finditer(text):
-        if text[start : m.start()].strip():
-            out.append((start, m.start()))
-        start = m.end()
-    if text[start:].strip():
-        out.append((start, len(text)))
-    return out
+    """Character spans of sentences (:func:`medslm.text.sentence_spans`)."""
+    return sentence_spans(text)
 
 
 class NerAgent:

@@ -14,32 +14,9 @@ from dataclasses import dataclass
 
 from medslm.agents.vitals import Vitals, extract_vitals
 from medslm.records import RedFlag, Span
+from medslm.text import is_negated  # re-exported: the rules' negation check
 
 __all__ = ["TEXT_RULES", "TextRule", "find_red_flags", "is_negated"]
-
-_NEGATION = re.compile(
-    r"\b(?:no|not|denies|denied|denying|deny|without|negative\s+for|free\s+of|absence\s+of|absent|"
-    r"ruled?\s+out|r/o|never|nor|none)\b",
-    re.I,
-)
-_CLAUSE_BREAK = re.compile(r"[.;:?!\n]|\bbut\b|\bhowever\b|\bexcept\b|\balthough\b|\bthough\b", re.I)
-
-
-def is_negated(text: str, start: int, window: int = 60, max_words: int = 6) -> bool:
-    """Whether a negation cue precedes ``text[start:]`` within the same clause and ``max_words`` words.
-
-    NegEx-style: "denies fever, chills or chest pain" negates "chest pain"; "no fever. Chest pain" does
-    not.
-    """
-    left = text[max(0, start - window) : start]
-    parts = _CLAUSE_BREAK.split(left)
-    clause = parts[-1] if parts else left
-    cues = list(_NEGATION.finditer(clause))
-    if not cues:
-        return False
-    between = clause[cues[-1].end() :]
-    return len(between.split()) <= max_words
-
 
 @dataclass(frozen=True)
 class TextRule:

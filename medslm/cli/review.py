@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medslm import registry
 from medslm.records import ChartReview
 
 
@@ -150,20 +151,12 @@ def review_table(r: ChartReview) -> Any:
             bits.append(f"route={res.route.value}")
         return ", ".join(bits)
 
-    if r.entities is not None:
-        ents = "; ".join(f"{e.text} [{e.type.value}{'' if e.assertion.value == 'present' else ', ' + e.assertion.value}]"
-                         for e in r.entities.output[:12])
-        more = f" (+{len(r.entities.output) - 12})" if len(r.entities.output) > 12 else ""
-        t.add_row("entities", escape(ents + more) or "-", f"{r.entities.confidence:.2f}", escape(prov(r.entities)))
-    if r.codes is not None:
-        codes = "; ".join(f"{c.code} {c.description} ({c.confidence:.2f})" for c in r.codes.output) or "-"
-        t.add_row("ICD-10-CM", escape(codes), f"{r.codes.confidence:.2f}", escape(prov(r.codes)))
-    if r.triage is not None:
-        flags = ", ".join(f.name for f in r.triage.output.red_flags)
-        t.add_row("triage", f"level {r.triage.output.level} ({r.triage.output.scale})" + (f"; red flags: {flags}" if flags else ""),
-                  f"{r.triage.confidence:.2f}", escape(prov(r.triage)))
-    if r.summary is not None:
-        t.add_row("summary", escape(r.summary.output.text) or "-", f"{r.summary.confidence:.2f}", escape(prov(r.summary)))
+    for name, result in r.results.items():
+        spec = registry.find(name)
+        cell = spec.renderer("cell") if spec is not None else None
+        value = cell(result) if cell is not None else _generic_cell(result)
+        t.add_row(escape(spec.label if spec is not None else name), escape(value or "-"), f"{result.confidence:.2f}",
+                  escape(prov(result)))
     for name, v in (("safety in", r.safety_in), ("safety out", r.safety_out)):
         if v is not None:
             cats = ", ".join(sorted({f"{f.category}/{f.severity.value}" for f in v.findings})) or "no findings"
@@ -176,4 +169,35 @@ def review_table(r: ChartReview) -> Any:
     return t
 
 
-__all__ = ["review", "review_table"]
+# The built-in agents' cells in the table (their registry specs name these).
+def entities_cell(result: Any) -> str:
+    ents = result.output
+    shown = "; ".join(f"{e.text} [{e.type.value}{'' if e.assertion.value == 'present' else ', ' + e.assertion.value}]"
+                      for e in ents[:12])
+    return shown + (f" (+{len(ents) - 12})" if len(ents) > 12 else "")
+
+
+def codes_cell(result: Any) -> str:
+    return "; ".join(f"{c.code} {c.description} ({c.confidence:.2f})" for c in result.output)
+
+
+def triage_cell(result: Any) -> str:
+    flags = ", ".join(f.name for f in result.output.red_flags)
+    return f"level {result.output.level} ({result.output.scale})" + (f"; red flags: {flags}" if flags else "")
+
+
+def summary_cell(result: Any) -> str:
+    return str(result.output.text)
+
+
+def _generic_cell(result: Any) -> str:
+    import json
+
+    out = result.output
+    data = [o.model_dump(mode="json") if hasattr(o, "model_dump") else o for o in out] if isinstance(
+        out, list | tuple) else (out.model_dump(mode="json") if hasattr(out, "model_dump") else out)
+    raw = json.dumps(data, default=str)
+    return raw if len(raw) <= 300 else raw[:297] + "..."
+
+
+__all__ = ["codes_cell", "entities_cell", "review", "review_table", "summary_cell", "triage_cell"]

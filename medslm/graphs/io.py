@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medslm import registry
 from medslm.errors import ConfigurationError, NoteError
-from medslm.records import ChartReview, Note, ReviewStatus
+from medslm.records import AgentResult, ChartReview, Note, ReviewStatus
 
 FORMATS = ("jsonl", "csv", "parquet")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
@@ -357,21 +358,51 @@ def _unwritable(r: ChartReview, position: int) -> ChartReview:
 
 
 def flat_row(r: ChartReview) -> dict[str, Any]:
-    """One table row per review: status, codes, triage level, summary, counts, and the full JSON."""
-    return {
-        "note_id": r.note_id,
-        "status": r.status.value,
-        "reason": r.reason,
-        "n_entities": len(r.entities.output) if r.entities else None,
-        "codes": " ".join(c.code for c in r.codes.output) if r.codes else None,
-        "triage_level": r.triage.output.level if r.triage else None,
-        "summary": r.summary.output.text if r.summary else None,
+    """One table row per review: status, each agent's columns (its spec's ``row``; empty when it did not
+    run), counts, and the full JSON. Every registered agent's columns are there, in registry order."""
+    row: dict[str, Any] = {"note_id": r.note_id, "status": r.status.value, "reason": r.reason}
+    for spec in registry.specs():
+        result = r.results.get(spec.name)
+        render = spec.renderer("row")
+        if result is not None and render is not None:
+            row.update(render(result))
+        elif result is not None:
+            row[f"{spec.name}_confidence"] = result.confidence
+        else:
+            row.update(dict.fromkeys(spec.columns or (f"{spec.name}_confidence",)))
+    for name, result in r.results.items():  # agents nobody registered (a Pipeline's own agent objects)
+        if registry.find(name) is None:
+            row[f"{name}_confidence"] = result.confidence
+    row.update({
         "escalated": ",".join(r.escalated),
         "review_items": len(r.review_items),
         "issues": len(r.issues),
         "config_hash": r.config_hash,
         "review_json": r.model_dump_json(),
-    }
+    })
+    return row
+
+
+# The built-in agents' flat columns (their registry specs name these).
+def entities_row(result: AgentResult[Any]) -> dict[str, Any]:
+    return {"n_entities": len(result.output)}
+
+
+def codes_row(result: AgentResult[Any]) -> dict[str, Any]:
+    return {"codes": " ".join(c.code for c in result.output)}
+
+
+def triage_row(result: AgentResult[Any]) -> dict[str, Any]:
+    return {"triage_level": result.output.level}
+
+
+def summary_row(result: AgentResult[Any]) -> dict[str, Any]:
+    return {"summary": result.output.text}
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every column of ``rows`` in first-seen order (rows of notes that ran other agents differ)."""
+    return list(dict.fromkeys(k for row in rows for k in row)) or ["note_id", "status", "reason"]
 
 
 def _write_table(reviews: Iterable[ChartReview], f: Any, fmt: str) -> None:
@@ -384,7 +415,7 @@ def _write_table(reviews: Iterable[ChartReview], f: Any, fmt: str) -> None:
         rows.append(flat_row(r))
     if fmt == "csv":
         text = io.StringIO(newline="")
-        w = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["note_id", "status", "reason"])
+        w = csv.DictWriter(text, fieldnames=_columns(rows), restval="")
         w.writeheader()
         w.writerows(rows)
         f.write(text.getvalue().encode("utf-8"))
@@ -392,8 +423,9 @@ def _write_table(reviews: Iterable[ChartReview], f: Any, fmt: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_pylist(rows), f)
+    columns = _columns(rows)
+    pq.write_table(pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows]), f)
 
 
-__all__ = ["FORMATS", "InputFailure", "Record", "detect_format", "from_objects", "make_note", "read_records",
-           "write_reviews"]
+__all__ = ["FORMATS", "InputFailure", "Record", "codes_row", "detect_format", "entities_row", "flat_row",
+           "from_objects", "make_note", "read_records", "summary_row", "triage_row", "write_reviews"]

@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from medslm import text as _text
 from medslm.records import Span
 
 #: invisible or direction-changing characters used to hide text
@@ -143,19 +144,9 @@ _CUE = re.compile(
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentences (or lines) of ``text`` as [start, end) offsets, whitespace trimmed."""
-    out = []
-    for m in re.finditer(r"[^\n]+", text):
-        line_start = m.start()
-        for sm in re.finditer(r".+?(?:[.!?](?=\s|$)|$)", m.group()):
-            s, e = line_start + sm.start(), line_start + sm.end()
-            while s < e and text[s].isspace():
-                s += 1
-            while e > s and text[e - 1].isspace():
-                e -= 1
-            if e - s >= 3:
-                out.append((s, e))
-    return out
+    """Sentences (or lines) of ``text`` as [start, end) offsets, whitespace trimmed (loose boundaries:
+    injected instructions need not capitalise)."""
+    return _text.sentence_spans(text, loose=True, min_chars=3)
 
 
 def learned_candidates(text: str, *, floor: float = 0.3, artifacts: str | None = None) -> list[InjectionCandidate]:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from medslm.records import PhiSpan, SafetyFinding, Severity, Span
+from medslm.text import sentence_spans, stem
 
 
 @dataclass(frozen=True)
@@ -106,24 +107,8 @@ def _content_words(text: str) -> list[str]:
     return [w for w in re.findall(r"[a-z][a-z0-9\-]+|\d+(?:\.\d+)?", text.lower()) if w not in _STOPWORDS]
 
 
-def _stem(w: str) -> str:
-    for suf in ("ations", "ation", "ings", "ing", "ies", "ied", "ed", "es", "s", "ly"):
-        if len(w) > len(suf) + 3 and w.endswith(suf):
-            return w[: -len(suf)]
-    return w
-
-
 def _sentences(text: str) -> list[tuple[int, int]]:
-    out = []
-    for m in re.finditer(r"[^.!?\n]+(?:[.!?]+|$)", text, flags=re.MULTILINE):
-        s, e = m.span()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e - s >= 3:
-            out.append((s, e))
-    return out
+    return sentence_spans(text, loose=True, min_chars=3)
 
 
 @dataclass(frozen=True)
@@ -138,14 +123,14 @@ class SupportScore:
 
 def support_scores(output: str, source: str) -> list[SupportScore]:
     """For each sentence of ``output``: content-word coverage by ``source`` and numbers absent from it."""
-    src_words = {_stem(w) for w in _content_words(source)}
+    src_words = {stem(w) for w in _content_words(source)}
     src_numbers = set(re.findall(r"\d+(?:\.\d+)?", source))
     scores = []
     for s, e in _sentences(output):
         words = _content_words(output[s:e])
         if not words:
             continue
-        cov = sum(1 for w in words if _stem(w) in src_words) / len(words)
+        cov = sum(1 for w in words if stem(w) in src_words) / len(words)
         nums = tuple(n for n in re.findall(r"\d+(?:\.\d+)?", output[s:e]) if n not in src_numbers)
         scores.append(SupportScore(s, e, cov, nums))
     return scores

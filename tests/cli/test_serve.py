@@ -46,7 +46,7 @@ def test_health_and_review_over_http(full_server, caplog):
     body = r.json()
     assert r.status_code == 200
     assert body["note_id"] == "n1" and body["status"] in ("ok", "needs_review")
-    assert 1 <= body["triage"]["output"]["level"] <= 5
+    assert 1 <= body["results"]["triage"]["output"]["level"] <= 5
     assert body["text"] is None  # serve keeps no note text by default
     assert CANARY not in caplog.text  # the body is never logged
 
