@@ -148,6 +148,9 @@ SECTIONS: dict[str, SectionSpec] = {
            r"tobacco|alcohol|drink\w*|beer|wine|drugs?|marijuana|exercise|diet|runs?|hobb\w*)\b"), 3, "patient"),
 }
 
+#: A section never repeats this many tokens (greedy decoding of a small model loops: "She denies X. She
+#: denies X. …"); shorter repeats ("The patient reports") stay allowed.
+NO_REPEAT_NGRAM = 6
 #: A written sentence with fewer content words than this says nothing ("Mr.", "The patient.").
 MIN_CONTENT_WORDS = 2
 
@@ -546,7 +549,8 @@ class SummarizeAgent:
                 calls[-1].extend(mine)
             for call in calls:
                 if call:
-                    gens.extend(many([rows[k][2] for k in call], constraint, max_tokens=[rows[k][3] for k in call]))
+                    gens.extend(many([rows[k][2] for k in call], constraint, max_tokens=[rows[k][3] for k in call],
+                                     no_repeat_ngram=NO_REPEAT_NGRAM))
         else:
             gens = [lm.generate(r[2], constraint, max_tokens=r[3]) for r in rows]
         out: list[tuple[dict[str, Generation], SectionSources]] = [({}, src) for src in sources]
@@ -598,12 +602,17 @@ class SummarizeAgent:
                 final = {name: [s for s in v if s.supported] for name, v in extractive.items()}
             if gens:
                 final = {}
-                seen: set[str] = set()  # a sentence goes in one section only
+                seen_gists: list[frozenset[str]] = []  # a fact goes in one section only
                 used_units: set[int] = set()
                 for name in self.sections:
-                    final[name] = self._checked(name, gens[name], index, units, ident, counts, seen, used_units)
+                    final[name] = self._checked(name, gens[name], index, units, ident, counts, seen_gists,
+                                                used_units)
                     if not final[name]:
-                        final[name] = [s for s in extractive[name] if s.supported]
+                        for x in extractive[name]:
+                            g = _gist(x.text)
+                            if x.supported and g and not any(g <= other for other in seen_gists):
+                                seen_gists.append(g)
+                                final[name].append(x)
                         counts["sections_fallback"] += bool(final[name])
                     gen_conf.append(gens[name].confidence) if gens[name].tokens_out else None
                 used_fallback = bool(counts["sentences_replaced"] or counts["sections_fallback"])
@@ -646,10 +655,11 @@ class SummarizeAgent:
                                     provenance=prov, signals=signals)
 
     def _checked(self, name: str, gen: Generation, index: NoteIndex, units: Sequence[Unit], ident: frozenset[int],
-                 counts: Counter[str], seen: set[str], used_units: set[int]) -> list[SummarySentence]:
+                 counts: Counter[str], seen_gists: list[frozenset[str]], used_units: set[int]
+                 ) -> list[SummarySentence]:
         """The section's written sentences that pass the check (with their support spans); a failing one is
         replaced by the extractive sentence of its best supporting unit when that passes, else dropped.
-        ``seen`` / ``used_units``: sentences and note units already in the summary (not repeated)."""
+        ``seen_gists`` / ``used_units``: what the summary already says and the note units it already quotes."""
         out: list[SummarySentence] = []
         raw = str(gen.value if isinstance(gen.value, str) else gen.text)
         for sentence in split_sentences(raw):
@@ -659,21 +669,22 @@ class SummarizeAgent:
             if is_identification_line(sentence):
                 counts["identification_dropped"] += 1
                 continue
-            key = sentence.lower()
-            if key in seen:
-                counts["sentences_dropped"] += 1  # a repeated sentence (a small model looping)
+            key = _gist(sentence)
+            if not key or any(key <= other for other in seen_gists):
+                counts["sentences_dropped"] += 1  # says nothing new (a repeat, or a part of an earlier sentence)
                 continue
-            seen.add(key)
             v = check_sentence(sentence, index, min_term_coverage=self.min_term_coverage)
             if v.supported and v.support and not _degenerate(sentence):
+                seen_gists.append(key)
                 counts["sentences_accepted"] += 1
                 out.append(SummarySentence(text=sentence, support=tuple(
                     Span(start=sp.start, end=sp.end, label=name) for sp in v.support), supported=True))
                 continue
             counts["sentences_unsupported"] += 1
             replacement = self._replacement(v.support, index, units, ident, used_units, name)
-            if replacement is not None and replacement.text.lower() not in seen:
-                seen.add(replacement.text.lower())
+            rkey = _gist(replacement.text) if replacement is not None else frozenset()
+            if replacement is not None and rkey and not any(rkey <= other for other in seen_gists):
+                seen_gists.append(rkey)
                 counts["sentences_replaced"] += 1
                 out.append(replacement)
             else:
@@ -700,6 +711,14 @@ class SummarizeAgent:
 
 
 _SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself)\b", re.I)
+
+
+def _gist(sentence: str) -> frozenset[str]:
+    """What a sentence states, for spotting repeats: its content words and numbers (a sentence whose gist
+    is inside an earlier one's adds nothing)."""
+    from medslm.agents.faithfulness import numbers_in
+
+    return frozenset(content_terms(sentence)) | frozenset(f"#{n}" for n in numbers_in(sentence))
 
 
 def _degenerate(sentence: str) -> bool:

@@ -313,8 +313,8 @@ def _items(data_dir: str | Path | None, dataset: str, limit: int | None) -> list
 
 
 def score_systems(data_dir: str | Path | None, dataset: str, *, limit: int | None = None, lm: Any = None,
-                  systems: Sequence[str] = ("classical", "slm", "combined"), rows_per_call: int = 8
-                  ) -> dict[str, list[dict[str, float]]]:
+                  systems: Sequence[str] = ("classical", "slm", "combined"), rows_per_call: int = 8,
+                  start: int = 0) -> dict[str, list[dict[str, float]]]:
     """Per-item figures of each system on MTS-Dialog valid (``"mts"``) or ACI-Bench valid (``"aci"``):
     ROUGE-1/2/L F1 (x100), sentences, sentences the faithfulness check flags, latency (ms).
 
@@ -331,7 +331,7 @@ def score_systems(data_dir: str | Path | None, dataset: str, *, limit: int | Non
     titles = dataset == "aci"
     extra_k = ACI_SENTENCES if dataset == "aci" else None
     out: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
-    items = _items(data_dir, dataset, limit)
+    items = _items(data_dir, dataset, limit)[start:]
     notes = [Note(id=item_id, text=source) for item_id, source, _, _ in items]
     written: list[Any] = [None] * len(items)
     write_ms = [0.0] * len(items)

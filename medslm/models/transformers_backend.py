@@ -303,6 +303,7 @@ class TransformersModel:
         constraint: Constraint | None = None,
         *,
         max_tokens: int | Sequence[int] = 256,
+        no_repeat_ngram: int = 0,
     ) -> list[Generation]:
         """Greedy generation for prompts that share a beginning (one note, several instructions).
 
@@ -310,7 +311,9 @@ class TransformersModel:
         goes on from its own remaining tokens; a row leaves the batch as soon as it is finished (end of
         turn, or its own ``max_tokens``), so short answers stop costing compute. Each row is decoded
         under ``constraint`` (outlines-core guides), and its token log-probabilities are the model's raw
-        distribution, as in :meth:`generate_batch`.
+        distribution, as in :meth:`generate_batch`. Special tokens other than the end of turn are never
+        written (a grammar that allows "<" would otherwise let "<|im_start|>" through as text);
+        ``no_repeat_ngram=k`` forbids a row to repeat any k tokens it wrote (a small model's loops).
         """
         import torch
 
@@ -367,11 +370,21 @@ class TransformersModel:
                 next_pos = pos[:, -1] + 1
                 bitmask = allocate_token_bitmask(logits.shape[-1]) if index is not None else None
                 shifts = torch.arange(32, dtype=torch.int32)
+                special = [t for t in self._tok.all_special_ids if t != eos and t < logits.shape[-1]]
+                seen_ngrams: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(n)]
+                k = no_repeat_ngram
                 while alive:
                     lp = logits.log_softmax(-1)
-                    masked = logits
+                    masked = logits.clone()
+                    if special:
+                        masked[:, special] = -torch.inf
+                    if k > 1:
+                        for b, row in enumerate(alive):
+                            hist = out_ids[row]
+                            banned = seen_ngrams[row].get(tuple(hist[-(k - 1):]), ()) if len(hist) >= k - 1 else ()
+                            if banned:
+                                masked[b, list(banned)] = -torch.inf
                     if index is not None:
-                        masked = logits.clone()
                         for b, row in enumerate(alive):
                             fill_next_token_bitmask(guides[row], bitmask)
                             # unpack the bits here: outlines-core's own kernel is torch.compile'd, which
@@ -379,11 +392,14 @@ class TransformersModel:
                             allowed = ((bitmask[0].unsqueeze(-1) >> shifts) & 1).bool().view(-1)[: masked.shape[-1]]
                             masked[b].masked_fill_(~allowed.to(masked.device), -torch.inf)
                     tokens = masked.argmax(-1).tolist()
+                    dead_end = torch.isinf(masked.max(-1).values).tolist()  # every token banned: end the row
                     keep: list[int] = []
                     for b, row in enumerate(alive):
                         tok = tokens[b]
-                        if tok == eos:
+                        if tok == eos or dead_end[b]:
                             continue
+                        if k > 1 and len(out_ids[row]) >= k - 1:
+                            seen_ngrams[row].setdefault(tuple(out_ids[row][-(k - 1):]), set()).add(tok)
                         out_ids[row].append(tok)
                         out_lps[row].append(float(lp[b, tok]))
                         if index is not None:
