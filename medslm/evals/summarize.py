@@ -237,9 +237,8 @@ def evaluate_summarization(data_dir: str | Path | None = None, limit: int | None
     def agent_for(sections: Sequence[str], abstractive: bool, sentences: dict[str, int] | None = None
                   ) -> SummarizeAgent:
         if abstractive and "lm" not in shared_lm:
-            from medslm.models.catalog import load_model
-
-            shared_lm["lm"] = load_model(model) if isinstance(model, str) else model
+            # the agent resolves "embedded" to the model with its shipped adapter merged in
+            shared_lm["lm"] = SummarizeAgent(model=model).lm if isinstance(model, str) else model
         return SummarizeAgent(model=shared_lm.get("lm", model), sections=tuple(sections), abstractive=abstractive,
                               sentences=sentences)
 

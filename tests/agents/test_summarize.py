@@ -108,7 +108,10 @@ def test_an_slm_sentence_asserting_a_negated_finding_is_replaced_or_dropped() ->
     fake = _ChestPainWriter()
     r = SummarizeAgent(model=fake).run(NO_CHEST_PAIN, {})
     assert r.signals["generated"] == 5 and r.signals["generated_rejected"] == 5  # one call a section, all refused
-    assert r.signals["slm_unsupported"] == 5 and r.signals["slm_replaced"] + r.signals["slm_dropped"] == 5
+    # the first is refused by the check (and replaced by the note's own negated sentence); the other four
+    # say nothing new after it (the same gist) and are dropped before the check
+    assert r.signals["slm_unsupported"] >= 1 and r.signals["slm_replaced"] >= 1
+    assert r.signals["slm_replaced"] + r.signals["slm_dropped"] == 5
     assert r.output.extractive
     sents = [s for sec in r.output.sections for s in sec.sentences]
     text = " ".join(s.text for s in sents)
