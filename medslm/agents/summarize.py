@@ -674,14 +674,17 @@ class SummarizeAgent:
                 counts["sentences_dropped"] += 1  # says nothing new (a repeat, or a part of an earlier sentence)
                 continue
             v = check_sentence(sentence, index, min_term_coverage=self.min_term_coverage)
-            if v.supported and v.support and not _degenerate(sentence):
+            # support never points at an identification line (a shared number is no support)
+            ident_starts = {units[i].start for i in ident}
+            support = tuple(Span(start=sp.start, end=sp.end, label=name) for sp in v.support
+                            if sp.start not in ident_starts)
+            if v.supported and support and not _degenerate(sentence):
                 seen_gists.append(key)
                 counts["sentences_accepted"] += 1
-                out.append(SummarySentence(text=sentence, support=tuple(
-                    Span(start=sp.start, end=sp.end, label=name) for sp in v.support), supported=True))
+                out.append(SummarySentence(text=sentence, support=support, supported=True))
                 continue
             counts["sentences_unsupported"] += 1
-            replacement = self._replacement(v.support, index, units, ident, used_units, name)
+            replacement = self._replacement(support or v.support, index, units, ident, used_units, name)
             rkey = _gist(replacement.text) if replacement is not None else frozenset()
             if replacement is not None and rkey and not any(rkey <= other for other in seen_gists):
                 seen_gists.append(rkey)

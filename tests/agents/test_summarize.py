@@ -169,7 +169,8 @@ def test_sections_are_filled_and_every_sentence_has_support(summ_results) -> Non
     names = [s.name for s in r.output.sections]
     assert names == ["chief_complaint", "hpi", "findings", "assessment", "plan"]
     by = {s.name: s for s in r.output.sections}
-    assert sum(bool(by[n].sentences) for n in names) >= 4
+    assert sum(bool(by[n].sentences) for n in names) >= 3  # a fact goes in one section only: a short note
+    assert by["hpi"].sentences and (by["assessment"].sentences or by["plan"].sentences)  # may leave one empty
     for sec in r.output.sections:
         for s in sec.sentences:
             assert s.supported and s.support, f"{sec.name}: sentence without support"
