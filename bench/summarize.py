@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--notes", type=int, default=None, help="the first N sample notes (default: all)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--artifacts", default=None, help="a folder of retrained artifacts (default: the shipped ones)")
     ap.add_argument("--json", default=None)
@@ -36,7 +37,7 @@ def main() -> None:
     from medslm.agents.summarize import SummarizeAgent
     from medslm.samples import load_samples
 
-    notes = load_samples()
+    notes = load_samples(args.notes)
     systems = {"extractive (classical)": SummarizeAgent(abstractive=False),
                "agent (SLM + check)": SummarizeAgent(artifacts=args.artifacts)}
     for agent in systems.values():  # warm-up: model load, adapter merge, grammar automaton

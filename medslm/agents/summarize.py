@@ -604,7 +604,8 @@ class SummarizeAgent:
                 final = {}
                 seen_gists: list[frozenset[str]] = []  # a fact goes in one section only
                 used_units: set[int] = set()
-                for name in self.sections:
+                # the narrow sections claim their facts first; the narrative (HPI) keeps what is left
+                for name in sorted(self.sections, key=lambda n: _CLAIM_ORDER.index(n) if n in _CLAIM_ORDER else 0):
                     final[name] = self._checked(name, gens[name], index, units, ident, counts, seen_gists,
                                                 used_units)
                     if not final[name]:
@@ -714,6 +715,11 @@ class SummarizeAgent:
 
 
 _SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself)\b", re.I)
+
+
+#: Order in which sections claim the facts they state (a fact goes in one section only).
+_CLAIM_ORDER = ("chief_complaint", "allergies", "medications", "assessment", "plan", "assessment_plan", "findings",
+                "review_of_systems", "past_surgical_history", "past_medical_history", "family_social_history", "hpi")
 
 
 def _gist(sentence: str) -> frozenset[str]:
