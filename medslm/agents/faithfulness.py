@@ -6,7 +6,9 @@ A sentence is flagged when one of its facts is not in the note:
 - **negations**: a finding it asserts must not be only negated in the note ("no chest pain",
   "denies fever", or a dialogue question answered "no"), and a finding it negates must not be only
   affirmed there;
-- **terms**: most of its content words (clinical terms, entities when NER ran) must occur in the note.
+- **terms**: most of its content words (clinical terms, entities when NER ran) must occur in the note;
+- **laterality**: a side it gives ("right arm") must be a side the note gives for that word (a note's
+  "left arm" makes "right arm" unsupported).
 
 The check also links each sentence to the note spans that support it (the note units sharing the most
 content words and numbers). Pure Python; fast enough to run on every sentence of every summary.
@@ -186,10 +188,12 @@ class NoteIndex:
     numbers: set[str] = field(default_factory=set)
     affirmed: set[str] = field(default_factory=set)
     negated: set[str] = field(default_factory=set)
+    sides: set[tuple[str, str]] = field(default_factory=set)  # ("left", stem of the word it qualifies)
 
     @classmethod
     def build(cls, text: str, negated_spans: Iterable[Span] = ()) -> NoteIndex:
         idx = cls(text=text, units=segment(text))
+        idx.sides = _sides(text)
         neg_spans = list(negated_spans)
         for u in idx.units:
             terms = set(content_terms(u.text))
@@ -226,6 +230,20 @@ class NoteIndex:
         scored.sort(reverse=True)
         spans = [Span(start=self.units[i].start, end=self.units[i].end, label="support") for _, i in scored[:k]]
         return tuple(sorted(spans, key=lambda s: s.start))
+
+
+_SIDE = re.compile(r"\b(left|right|bilateral)(?:[- ]sided)?\b((?:[\s\-]+[A-Za-z][A-Za-z'\-]*){1,3})", re.I)
+
+
+def _sides(text: str) -> set[tuple[str, str]]:
+    """``(side, stem)`` for each word that follows "left" / "right" / "bilateral" within three words."""
+    out = set()
+    for m in _SIDE.finditer(text):
+        side = m.group(1).lower()
+        for w in re.findall(r"[A-Za-z][A-Za-z'\-]*", m.group(2)):
+            if w.lower() not in STOPWORDS and len(w) > 2:
+                out.add((side, _stem(w)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -270,5 +288,9 @@ def check_sentence(sentence: str, index: NoteIndex, *, min_term_coverage: float 
         prev = (st, neg_here)
     if conflicts:
         issues.append("negation conflict: " + "; ".join(dict.fromkeys(conflicts)))
+    wrong_side = sorted({f"{side} {stem}" for side, stem in _sides(sentence) if (side, stem) not in index.sides
+                         and any((other, stem) in index.sides for other in ("left", "right", "bilateral"))})
+    if wrong_side:
+        issues.append(f"laterality not in note: {', '.join(wrong_side[:3])}")
     return FaithfulnessVerdict(supported=not issues, issues=tuple(issues), support=index.support(sentence),
                                term_coverage=coverage)

@@ -49,6 +49,7 @@ RECIPE_MODULES = (
     "medslm.training.icd_coder",
     "medslm.training.triage_acuity",
     "medslm.training.guardian_heads",
+    "medslm.training.summarize_lora",
 )
 
 
