@@ -48,7 +48,9 @@ RECIPE_MODULES = (
     "medslm.training.ner_crf",
     "medslm.training.icd_coder",
     "medslm.training.triage_acuity",
+    "medslm.training.triage_slm",
     "medslm.training.guardian_heads",
+    "medslm.training.guardian_slm",
 )
 
 
