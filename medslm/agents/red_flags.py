@@ -59,6 +59,8 @@ class TextRule:
     #: whether a negation before the companion cue cancels it ("no troponin"); a work-up cue such as
     #: "rule out ACS" or "r/o MI" is the clinician's suspicion, so it counts although it reads as a negation
     requires_negatable: bool = True
+    #: whether "history of" / "h/o" / "prior" before the phrase cancels it (a past episode, not today's)
+    historical_cancels: bool = False
 
 
 def _p(s: str) -> re.Pattern[str]:
@@ -96,14 +98,15 @@ TEXT_RULES: tuple[TextRule, ...] = (
     TextRule("suicidal", 2, _p(r"\b(?:suicidal|suicide|overdose|self[- ]harm|intentional\s+ingestion|(?-i:SI)(?!\s+joint)|"
                                  r"homicidal(?:\s+ideation)?|(?:thoughts?|ideas?)\s+of\s+(?:killing|harming|hurting|ending)\s+"
                                  r"(?:him|her|my|them|one|your)sel(?:f|ves)|(?:wants?|wanting|wish(?:es|ing)?)\s+to\s+die|"
-                                 r"kill\s+(?:him|her|my|them)sel(?:f|ves)|end(?:ing)?\s+(?:his|her|my|their)\s+(?:own\s+)?life|"
+                                 r"(?:kill|killing|harm|harming|hurt|hurting|shoot|shooting|hang|hanging)\s+(?:him|her|my|them|your)sel(?:f|ves)|"
+                                 r"end(?:ing)?\s+(?:his|her|my|their)\s+(?:own\s+)?life|"
                                  r"plan\s+to\s+(?:overdose|hang|shoot|jump|cut)|cutting\s+(?:him|her)self)\b"),
              detail="suicidal or homicidal ideation, self-harm or overdose"),
     TextRule("dka", 2, _p(r"\b(?:DKA|(?:diabetic\s+)?ketoacidosis|HHS|hyperosmolar\s+hyperglyc\w*|hyperglyc\w*\s+"
                             r"(?:crisis|emergency)|kussmaul(?:\s+(?:respirations?|breathing))?)\b"),
-             detail="diabetic ketoacidosis / hyperglycaemic crisis"),
+             detail="diabetic ketoacidosis / hyperglycaemic crisis", historical_cancels=True),
     TextRule("hyperglycemia_ketosis", 2, _p(r"\b(?:glucose|BG|blood\s+sugars?|FSBG|CBG|POC\s+glucose|finger\s*stick|accu-?chek)"
-                                              r"\s*(?:of|is|was|at|reading|:|=)?\s*(?:[4-9]\d\d|[1-9]\d{3}|HI|high|>\s*[4-6]\d\d)\b"),
+                                              r"\s*(?:of|is|was|at|reads?|reading|shows?|showed|:|=)?\s*(?:[4-9]\d\d|[1-9]\d{3}|HI|high|>\s*[4-6]\d\d)\b"),
              requires=_p(r"\b(?:ketones?|ketonuria|ketonemia|beta-?hydroxybutyrate|BHB|anion\s+gap|AG\s+\d{2}|bicarb(?:onate)?\s+(?:of\s+)?\d\b|"
                          r"fruity|vomiting|abdominal\s+pain|tachypn\w+|deep\s+(?:rapid\s+)?breathing)\b"),
              detail="glucose >= 400 with ketosis, vomiting or abdominal pain"),
@@ -162,8 +165,18 @@ def _vital_flags(v: Vitals) -> list[RedFlag]:
     return flags
 
 
-def _unnegated(pattern: re.Pattern[str], text: str) -> list[Span]:
-    return [Span(start=m.start(), end=m.end()) for m in pattern.finditer(text) if not is_negated(text, m.start())]
+_HISTORICAL = re.compile(r"\b(?:history\s+of|hx\s+of|h/o|prior|previous|past|remote)\b(?:\s+\w+){0,3}\s*$", re.I)
+
+
+def _unnegated(pattern: re.Pattern[str], text: str, *, historical: bool = False) -> list[Span]:
+    out = []
+    for m in pattern.finditer(text):
+        if is_negated(text, m.start()):
+            continue
+        if historical and _HISTORICAL.search(text[max(0, m.start() - 40) : m.start()]):
+            continue
+        out.append(Span(start=m.start(), end=m.end()))
+    return out
 
 
 def find_red_flags(text: str, vitals: Vitals | None = None) -> list[RedFlag]:
@@ -171,7 +184,7 @@ def find_red_flags(text: str, vitals: Vitals | None = None) -> list[RedFlag]:
     v = vitals if vitals is not None else extract_vitals(text)
     flags = _vital_flags(v)
     for rule in TEXT_RULES:
-        spans = _unnegated(rule.pattern, text)
+        spans = _unnegated(rule.pattern, text, historical=rule.historical_cancels)
         if not spans:
             continue
         if rule.requires is not None:

@@ -1,13 +1,16 @@
 """Triage on KTAS (Moon et al. 2019): the note text, the acuity model fit, and the evaluation.
 
 Protocol: stratified 5-fold cross-validation on ``ktas/data_dev.csv`` (887 visits; the other 30 % are
-held out by the data provider). In each fold the acuity model is fitted on the four training folds and
-the combination weight of the SLM score is chosen by an inner cross-validation on those folds only;
-the held-out fold is scored by the agent's own decision code (red flags, cost-sensitive decision).
-The nurses' ``KTAS_RN`` is scored against ``KTAS_expert`` on the same rows.
+held out by the data provider). In each fold the acuity model is fitted on the four training folds; the
+triage specialist (``triage-slm``) is fine-tuned on 80 % of them, and its fusion weight and the
+under-triage cost are chosen on the other 20 % (:func:`cv_triage_slm`, nested); the held-out fold is
+scored by the agent's own decision code (red flags, cost-sensitive decision). The nurses' ``KTAS_RN`` is
+scored against ``KTAS_expert`` on the same rows.
 
 The note text is built from the triage-time columns only (age, sex, arrival mode, injury, chief
 complaint, mental status, pain, vitals); ``Diagnosis in ED``, disposition and ``KTAS_RN`` never enter it.
+:func:`ktas_note_styled` writes the same facts in an abbreviated or a narrative style (training-time
+augmentation, and a check that the agent does not depend on the template).
 """
 
 from __future__ import annotations
@@ -264,155 +267,88 @@ def write_triage_model(params: dict[str, Any], path: str | Path) -> Path:
 
 # ------------------------------------------------------------------------------------ evaluation
 
-def _slm_scores(rows: Sequence[dict[str, Any]], agent: Any, cache: Path | None) -> list[dict[int, float]]:
-    """The SLM's level distribution for each row (cached on disk by note hash: it costs ~0.4 s a note)."""
-    import hashlib
-
-    store: dict[str, dict[str, float]] = {}
-    if cache is not None and cache.exists():
-        store = json.loads(cache.read_text())
-    out = []
-    key_base = agent.prompt_hash
-    dirty = False
-
-    def save() -> None:
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_text(json.dumps(store))
-            tmp.replace(cache)
-
-    for n, r in enumerate(rows):
-        key = key_base + hashlib.sha256(r["note"].encode()).hexdigest()[:16]
-        if key not in store:
-            store[key] = {str(k): v for k, v in agent.slm_distribution(r["note"])[0].items()}
-            dirty = True
-            if n % 25 == 0:
-                save()
-        out.append({int(k): v for k, v in store[key].items()})
-    if dirty:
-        save()
-    return out
-
-
 def evaluate_triage(data_dir: str | Path | None = None, limit: int | None = None, *, folds: int = 5,
                     use_slm: bool = True, under_triage_cost: float | None = None, seed: int = 0,
                     cache_dir: str | Path | None = None) -> dict[str, Any]:
-    """Cross-validated triage figures on KTAS: nurses, rules-only, SLM-only, fitted model and the agent.
+    """Cross-validated triage figures on KTAS: nurses, rules-only, the specialist alone, fitted model and agent.
 
+    Rules-only and the acuity model are refitted per fold here; the specialist and the agent come from
+    the nested cross-validation :func:`cv_triage_slm` (same folds: stratified, same seed), so that no
+    figure is in sample. ``under_triage_cost`` fixes the cost of ``model+rules`` (default: the agent's).
     Returns ``{"protocol": ..., "rows": {system: metrics}, "latency_ms": {...}}``.
     """
+    import warnings
+
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
-    from medslm.agents.triage import TriageAgent, combine, decide
+    from medslm.agents.triage import TriageAgent, decide
     from medslm.agents.triage_features import AcuityModel, note_features
-    from medslm.settings import default_cache_dir
 
     # cross-validation needs rows of several levels in every fold: a small limit still takes MIN_CV_ROWS,
     # spread over the file (the first rows of data_dev.csv are few levels)
     rows = read_ktas(data_dir)
-    if limit is not None and limit < len(rows):
-        n = max(limit, MIN_CV_ROWS)
+    quick = limit is not None and limit < len(rows)
+    if quick:
+        n = max(int(limit or 0), MIN_CV_ROWS)
         rows = rows[:: max(1, len(rows) // n)][:n]
     y = np.asarray([r["expert"] for r in rows])
-    agent = TriageAgent(model="embedded") if use_slm else None
     u_cost = under_triage_cost if under_triage_cost is not None else TriageAgent.DEFAULT_UNDER_TRIAGE_COST
-    cache = Path(cache_dir or default_cache_dir()) / "evals" / "ktas_slm_scores.json"
-    t0 = time.perf_counter()
-    slm = _slm_scores(rows, agent, cache) if agent is not None else [dict.fromkeys(range(1, 6), 0.2)] * len(rows)
-    slm_s = time.perf_counter() - t0
-
-    preds: dict[str, list[int]] = {k: [0] * len(rows) for k in ("rules_only", "slm_only", "model_only",
-                                                                  "model+rules", "agent")}
-    probs_agent: list[dict[int, float]] = [{}] * len(rows)
-    weights = []
+    preds: dict[str, list[int]] = {k: [0] * len(rows) for k in ("rules_only", "model_only", "model+rules")}
     n_splits = min(folds, int(np.bincount(y).max()))
-    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     # rare classes (KTAS 1) may have fewer members than folds: StratifiedKFold warns; that is expected
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        splits = list(skf.split(np.zeros(len(y)), y))
+        splits = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     for train_idx, test_idx in splits:
-        train = [rows[i] for i in train_idx]
-        model = AcuityModel(fit_triage_model(train))
-        w = _choose_slm_weight(train, [slm[i] for i in train_idx], seed) if agent is not None else 0.0
-        weights.append(w)
+        model = AcuityModel(fit_triage_model([rows[i] for i in train_idx]))
         for i in test_idx:
             f = note_features(rows[i]["note"], model.vocabulary)
             p_model = model.predict_proba(f.values)
-            flags = f.red_flags
-            worst = min((fl.max_level for fl in flags), default=5)
+            worst = min((fl.max_level for fl in f.red_flags), default=5)
             preds["rules_only"][i] = min(worst, 3)  # rules alone: the flag cap, else the commonest level (3)
-            preds["slm_only"][i] = max(slm[i], key=slm[i].get)
             preds["model_only"][i] = max(p_model, key=p_model.get)
-            preds["model+rules"][i] = min(preds["model_only"][i], worst)
-            p = combine(p_model, slm[i], w)
-            probs_agent[i] = p
-            preds["agent"][i] = decide(p, flags, u_cost)[0]
-
+            preds["model+rules"][i] = decide(p_model, f.red_flags, u_cost)[0]
     table = {"nurse (KTAS_RN)": triage_metrics(y.tolist(), [r["nurse"] for r in rows])}
     for k, v in preds.items():
         table[k] = triage_metrics(y.tolist(), v)
+    out: dict[str, Any] = {"dataset": "KTAS data_dev.csv", "under_triage_cost": u_cost, "rows": table}
+    if not use_slm:
+        out["protocol"] = (f"stratified {n_splits}-fold CV (seed {seed}); acuity model refitted on the training "
+                           "folds; nurses scored on the same rows")
+        return out
+    cv = cv_triage_slm(data_dir, rows=rows, folds=folds, seed=seed, quick=quick)
+    by_id = {r["id"]: r for r in cv["rows"]}
+    for system, key in (("slm_only", "slm"), ("classical (inner-dev cost)", "classical"), ("agent", "agent")):
+        table[system] = triage_metrics(y.tolist(), [by_id[r["id"]]["standard"][key] for r in rows])
     # calibration of the agent's confidence (probability of the chosen level)
-    conf = [probs_agent[i][preds["agent"][i]] for i in range(len(rows))]
-    correct = [preds["agent"][i] == rows[i]["expert"] for i in range(len(rows))]
-    table["agent"]["ece"] = _ece(conf, correct)
-    # per-note latency of the full agent (note -> AgentResult) on a few notes
-    lat = []
-    if agent is not None:
-        for r in rows[: min(20, len(rows))]:
-            from medslm.records import Note
+    from medslm.agents.triage import combine
 
-            t = time.perf_counter()
-            agent.run(Note(id=r["id"], text=r["note"]), {})
-            lat.append((time.perf_counter() - t) * 1000)
-    return {
-        "dataset": "KTAS data_dev.csv",
-        "protocol": f"stratified {n_splits}-fold CV (seed {seed}); acuity model and SLM weight fitted on "
-                    "training folds only; nurses scored on the same rows",
-        "under_triage_cost": u_cost,
-        "slm_weight_per_fold": weights,
-        "slm_scoring_s": round(slm_s, 1),
-        "rows": table,
+    w = {p["fold"]: p["fusion_weight"] for p in cv["fold_params"]}
+    conf, correct = [], []
+    for r in rows:
+        rec = by_id[r["id"]]["standard"]
+        p = combine(dict(enumerate(rec["p_model"], 1)), dict(enumerate(rec["p_slm"], 1)), w[by_id[r["id"]]["fold"]])
+        conf.append(p[rec["agent"]])
+        correct.append(rec["agent"] == r["expert"])
+    table["agent"]["ece"] = _ece(conf, correct)
+    lat = []
+    agent = TriageAgent()
+    from medslm.records import Note
+
+    agent.run(Note(id="warm-up", text=rows[0]["note"]), {})
+    for r in rows[: min(20, len(rows))]:
+        t = time.perf_counter()
+        agent.run(Note(id=r["id"], text=r["note"]), {})
+        lat.append((time.perf_counter() - t) * 1000)
+    out.update({
+        "protocol": cv["protocol"], "fold_params": cv["fold_params"], "cv_seconds": cv["seconds"],
         "latency_ms": _latency(lat),
-    }
+    })
+    return out
 
 
 MIN_CV_ROWS = 40
-
-
-def _choose_slm_weight(train: Sequence[dict[str, Any]], slm: Sequence[dict[int, float]], seed: int,
-                       grid: Sequence[float] = (0.0, 0.25, 0.5, 1.0)) -> float:
-    """Weight of the SLM log-probabilities that maximises inner-CV log-likelihood on ``train``."""
-    import warnings
-
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold
-
-    from medslm.agents.triage import combine
-    from medslm.agents.triage_features import AcuityModel, note_features
-
-    y = np.asarray([r["expert"] for r in train])
-    inner: list[dict[int, float]] = [{}] * len(train)
-    n_splits = min(4, int(np.bincount(y).max()))
-    if n_splits < 2:
-        return 0.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        splits = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed + 1).split(np.zeros(len(y)), y))
-    for tr, te in splits:
-        m = AcuityModel(fit_triage_model([train[i] for i in tr]))
-        for i in te:
-            inner[i] = m.predict_proba(note_features(train[i]["note"], m.vocabulary).values)
-    best, best_ll = 0.0, -math.inf
-    for w in grid:
-        ll = sum(math.log(max(combine(inner[i], slm[i], w)[train[i]["expert"]], 1e-12)) for i in range(len(train)))
-        if ll > best_ll:
-            best, best_ll = w, ll
-    return best
 
 
 def _ece(conf: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
@@ -490,6 +426,8 @@ def cv_triage_slm(data_dir: str | Path | None = None, *, rows: Sequence[dict[str
     from medslm.training.triage_slm import choose_fusion, fit_adapter
 
     rows = list(rows) if rows is not None else read_ktas(data_dir)
+    if quick:  # the smoke test: two folds of a few rows
+        folds = min(folds, 2)
     key_src = json.dumps([CV_VERSION, folds, seed, quick, [(r["note"], r["expert"]) for r in rows]])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     cache = Path(default_cache_dir()) / "evals" / f"triage_slm_cv_{key}.json"

@@ -36,19 +36,19 @@ INJECTION_LABELS = ["benign", "injection"]
 HARM_FOLDS = (("category_1", "category_4", "category_7"), ("category_2", "category_5", "category_8"),
               ("category_3", "category_6", "category_9"))
 LAYERS = (4, 5)
-HARM_MAX_LENGTH = 96
+HARM_MAX_LENGTH = 80
 INJECTION_MAX_LENGTH = 64
 HARM_TARGET_FPR = 0.02
 INJECTION_TARGET_FPR = 0.005
 #: benign training segments drawn per fit (the rest of the benign train text is not needed to learn "benign")
-HARM_BENIGN_SEGMENTS = 2400
+HARM_BENIGN_SEGMENTS = 1600
 _BENIGN_TRAIN = ("mts-dialog/MTS-Dialog-TrainingSet.csv", "aci-bench/train.csv")
 _QUESTIONS = ("pubmedqa/ori_pqal.json", "meqsum/MeQSum_ACL2019_BenAbacha_Demner-Fushman.xlsx")
 _BENIGN_HELDOUT = ("mts-dialog/MTS-Dialog-ValidationSet.csv", "mts-dialog/MTS-Dialog-TestSet-1-MEDIQA-Chat-2023.csv",
                    "mts-dialog/MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv", "aci-bench/valid.csv")
 
 
-def settings(quick: bool = False, *, epochs: int = 3) -> Any:
+def settings(quick: bool = False, *, epochs: int = 2) -> Any:
     from medslm.training.encoder_lora import LoraSettings
 
     if quick:
@@ -132,10 +132,10 @@ def fit_harm(harmful: Sequence[str], benign: Sequence[str], out: Path, *, seed: 
     if quick:
         keep = [k for k in range(len(dev_docs)) if dev_y[k]][:10] + [k for k in range(len(dev_docs)) if not dev_y[k]][:20]
         dev_docs, dev_y = [dev_docs[k] for k in keep], dev_y[keep]
-    else:  # long dialogues make many segments: a fixed sample of 400 benign dev texts keeps epochs short
+    else:  # long dialogues make many segments: a fixed sample of 300 benign dev texts keeps epochs short
         ben = [k for k in range(len(dev_docs)) if not dev_y[k]]
         random.Random(seed + 1).shuffle(ben)
-        keep = sorted([k for k in range(len(dev_docs)) if dev_y[k]] + ben[:400])
+        keep = sorted([k for k in range(len(dev_docs)) if dev_y[k]] + ben[:300])
         dev_docs, dev_y = [dev_docs[k] for k in keep], dev_y[keep]
 
     def dev_metric(pred: Any) -> float:
@@ -242,7 +242,7 @@ def train_guardian_harm_slm(ctx: TrainContext) -> TrainResult:
 
 
 # ---- injection ----------------------------------------------------------------------------------------
-def injection_corpus(data_dir: Path | str, *, seed: int = 0, limit: int = 4000) -> tuple[list[str], list[str]]:
+def injection_corpus(data_dir: Path | str, *, seed: int = 0, limit: int = 3000) -> tuple[list[str], list[str]]:
     """``(injected instructions, benign sentences)`` for training; never the suite's held-out pool."""
     import re
 
@@ -255,7 +255,7 @@ def injection_corpus(data_dir: Path | str, *, seed: int = 0, limit: int = 4000) 
 
     dev_inj = [t.format(code=c, code_desc=d, level=lv) for _, t in corpora._INJECTIONS for c, d in corpora._CODES
                for lv in (4, 5)]
-    pos = sorted(set(injection_training_positives(n=1200, seed=seed) + dev_inj))
+    pos = sorted(set(injection_training_positives(n=800, seed=seed) + dev_inj))
     base = [s for note in corpora._BASE_NOTES for s in re.split(r"(?<=[.!?])\s+|\n+", note) if s.strip()]
     neg = clinical_sentences(data_dir, seed=seed, limit=limit) + _CLINICAL_IMPERATIVES + corpora._HARD_NEGATIVES + base
     return pos, sorted(set(neg) - set(pos))
@@ -303,7 +303,7 @@ def train_guardian_injection_slm(ctx: TrainContext) -> TrainResult:
 
     for rel in _BENIGN_TRAIN:
         ctx.data_file(rel, split="train", licence="CC BY 4.0")
-    pos, neg = injection_corpus(ctx.data_dir, seed=ctx.seed, limit=300 if ctx.quick else 4000)
+    pos, neg = injection_corpus(ctx.data_dir, seed=ctx.seed, limit=300 if ctx.quick else 3000)
     if ctx.quick:
         pos, neg = pos[::20], neg[::10]
     res = fit_injection(pos, neg, ctx.out, seed=ctx.seed, device=ctx.device, quick=ctx.quick)

@@ -45,7 +45,7 @@ def settings(quick: bool = False) -> Any:
 
     if quick:
         return LoraSettings(r=4, alpha=8, epochs=1, batch_size=16, layers=LAYERS, max_steps=3)
-    return LoraSettings(r=8, alpha=16, dropout=0.1, epochs=6, lr=1e-3, head_lr=3e-3, batch_size=32, patience=2,
+    return LoraSettings(r=8, alpha=16, dropout=0.1, epochs=4, lr=1e-3, head_lr=3e-3, batch_size=32, patience=1,
                         layers=LAYERS)
 
 
@@ -154,7 +154,7 @@ def train_triage_slm(ctx: TrainContext) -> TrainResult:
     figures: dict[str, float] = {}
     for system, m in cv["metrics"].items():
         for k in ("qwk", "accuracy", "under_triage", "over_triage"):
-            figures[f"ktas_cv5_{system}_{k}"] = m[k]
+            figures[f"ktas_cv_{system}_{k}"] = m[k]
     figures["inner_dev_loglik"] = info["dev_loglik"]
     return TrainResult(
         hyperparameters={"lora_r": settings(ctx.quick).r, "lora_alpha": settings(ctx.quick).alpha,
