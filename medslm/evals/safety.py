@@ -362,6 +362,56 @@ def _harm_metrics(entries: Sequence[tuple[bool, bool]]) -> dict[str, float]:
             "benign": len(neg)}
 
 
+def injection_ablation(data_dir: Path | str | None = None, *, n: int = 240, seed: int = 1,
+                       real_limit: int | None = None) -> dict[str, Any]:
+    """Injection fencing by the classical guardian (rules + head), the specialist alone and both (shipped).
+
+    Held-out pool of the injection suite (``n`` pairs: recall = the inserted instruction fenced, FPR = the
+    benign twin fenced) and real clinical text of the valid splits (ACI-Bench notes, MTS-Dialog sections:
+    FPR = any span fenced). Nothing here was used to fit or tune any of the three.
+    """
+    from medslm.evals.datasets import clinical_texts, resolve_data_dir
+    from medslm.safety import Guardian
+    from medslm.safety.corpora import injection_suite
+
+    data_dir = resolve_data_dir(data_dir)
+    shipped = Guardian(register_phi=False, use_ner=False)
+    classical = Guardian(model=None, register_phi=False, use_ner=False)
+
+    def fenced(system: str, text: str) -> list[tuple[int, int]]:
+        if system == "slm":
+            return [(c.start, c.end) for c, _ in shipped.specialist_injections(text)]
+        g = shipped if system == "combined" else classical
+        return [(s.start, s.end) for s in g.check_input(text).fenced]
+
+    pairs = injection_suite(n, seed=seed, heldout=True)
+    real = clinical_texts(data_dir, "valid", limit=real_limit)
+    out: dict[str, Any] = {"pairs": len(pairs), "real_texts": len(real)}
+    for system in ("classical", "slm", "combined"):
+        hits = sum(any(a < p.span[1] and p.span[0] < b for a, b in fenced(system, p.injected)) for p in pairs)
+        twins = sum(bool(fenced(system, p.benign)) for p in pairs)
+        real_fp = sum(bool(fenced(system, t)) for t in real)
+        out[system] = {"heldout_recall": hits / len(pairs), "heldout_twin_fpr": twins / len(pairs),
+                       "real_text_fpr": real_fp / max(1, len(real))}
+    return out
+
+
+def output_screening(data_dir: Path | str | None = None, *, limit: int | None = None) -> dict[str, Any]:
+    """How often guard_out's specialists flag real reference summaries (MTS-Dialog valid section texts,
+    ACI-Bench valid notes): a false-positive rate, since none of them is an injection or harmful."""
+    from medslm.evals.datasets import clinical_texts, resolve_data_dir
+    from medslm.safety import Guardian
+
+    g = Guardian(register_phi=False, use_ner=False)
+    texts = clinical_texts(resolve_data_dir(data_dir), "valid", limit=limit)
+    flagged = {"injection": 0, "harmful_content": 0}
+    for t in texts:
+        cats = {f.category for f in g._specialist_output_findings(t, "summary")}
+        for k in flagged:
+            flagged[k] += k in cats
+    return {"texts": len(texts), **{f"{k}_fpr": v / max(1, len(texts)) for k, v in flagged.items()}}
+
+
 def ablation(data_dir: Path | str | None = None, *, limit: int | None = None, seed: int = 0) -> Any:
     """Classical (rules + MiniLM logistic head) vs the fine-tuned specialist vs both, held-out categories.
 
@@ -396,14 +446,30 @@ def ablation(data_dir: Path | str | None = None, *, limit: int | None = None, se
             d[s] += r[f"flag_{s}"]
     notes = [f"{s}: recall {cv['metrics'][s]['recall']:.3f} {ci[s]['recall']}, FPR {cv['metrics'][s]['fpr']:.3f} "
              f"{ci[s]['fpr']}" for s in ("classical", "slm", "combined")]
+    inj = injection_ablation(data_dir, n=40 if limit is not None else 240, real_limit=10 if limit is not None else None)
+    for s in ("classical", "slm", "combined"):
+        notes.append(f"injection, {s}: held-out pool recall {inj[s]['heldout_recall']:.3f}, benign-twin FPR "
+                     f"{inj[s]['heldout_twin_fpr']:.3f} ({inj['pairs']} pairs); real valid texts fenced "
+                     f"{inj[s]['real_text_fpr']:.3f} ({inj['real_texts']})")
     return Ablation(agent="guardian",
                     split=f"MedSafetyBench train, categories held out 3 at a time ({cv['metrics']['slm']['harmful']} "
                           f"requests) + {cv['metrics']['slm']['benign']} benign valid/test texts and questions"
                           f"{' (quick)' if limit is not None else ''}",
                     metric_name="balanced accuracy", metric=bal_acc, items=items, notes=notes,
-                    extra={"metrics": cv["metrics"], "ci95": ci, "fold_params": cv["fold_params"],
+                    extra={"metrics": cv["metrics"], "ci95": ci, "fold_params": cv["fold_params"], "injection": inj,
                            "flag_rate_by_source": per_source, "cv_seconds": cv["seconds"]})
 
 
-__all__ = ["ablation", "evaluate_harm", "evaluate_injection", "evaluate_injection_real_notes", "evaluate_latency",
-           "evaluate_phi", "evaluate_safety", "fit_injection_calibration", "harm_category_cv"]
+__all__ = [
+    "ablation",
+    "evaluate_harm",
+    "evaluate_injection",
+    "evaluate_injection_real_notes",
+    "evaluate_latency",
+    "evaluate_phi",
+    "evaluate_safety",
+    "fit_injection_calibration",
+    "harm_category_cv",
+    "injection_ablation",
+    "output_screening",
+]

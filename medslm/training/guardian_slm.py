@@ -12,12 +12,14 @@ two-way head, trained by :func:`medslm.training.encoder_lora.train_encoder`:
   validation and test sets, ACI-Bench valid, the second half of the questions).
 - ``guardian-injection-slm`` reads a sentence of a note (or of an output) and says whether it is an
   instruction to an AI system. Positives: the grammar of attack families and the injection suite's *dev*
-  pool; negatives: sentences of ACI-Bench / MTS-Dialog *train*, look-alike clinical imperatives and the
-  dev pool's hard negatives. The suite's held-out pool is never used here.
+  pool; negatives: every sentence of the ACI-Bench / MTS-Dialog *train* notes and sections, clinicians'
+  orders and questions from the *train* dialogues, look-alike clinical imperatives and the dev pool's
+  hard negatives. The suite's held-out pool is never used here.
 
 Each recipe keeps 15 % of its training texts as a dev split (stratified) for early stopping and for the
 threshold: the lowest score that keeps the dev false-positive rate at or under the target (2 % of benign
-texts for harm, 0.5 % of benign sentences for injection), stored in ``config.json`` (``extra.threshold``).
+texts for harm, 0.5 % of the benign dev sentences that carry a machine-directed cue for injection: those
+are what the guardian asks it about), stored in ``config.json`` (``extra.threshold``).
 """
 
 from __future__ import annotations
@@ -242,8 +244,35 @@ def train_guardian_harm_slm(ctx: TrainContext) -> TrainResult:
 
 
 # ---- injection ----------------------------------------------------------------------------------------
-def injection_corpus(data_dir: Path | str, *, seed: int = 0, limit: int = 3000) -> tuple[list[str], list[str]]:
-    """``(injected instructions, benign sentences)`` for training; never the suite's held-out pool."""
+def dialogue_sentences(data_dir: Path | str, *, seed: int = 0, limit: int = 4000) -> list[str]:
+    """Sentences of the *train* dialogues (MTS-Dialog, ACI-Bench) that a machine-directed cue would send to the
+    injection model: clinicians' orders and questions to patients ("notify me if…", "follow up in two weeks")
+    are the look-alikes the model must leave alone."""
+    import re
+
+    from medslm.safety.injection import _CUE
+    from medslm.training.guardian_heads import read_benign
+
+    benign = read_benign(data_dir, heldout=False)
+    out = []
+    for text in benign.get("mts-dialog/dialogue", []) + benign.get("aci-bench/dialogue", []):
+        for line in text.split("\n"):
+            line = re.sub(r"^\s*\[?[A-Za-z_ ]{2,20}\]?\s*:\s*", "", line)  # the speaker tag
+            for sent in re.split(r"(?<=[.!?])\s+", line):
+                sent = sent.strip()
+                if len(sent) > 12 and _CUE.search(sent) and len(sent.split()) >= 3:
+                    out.append(sent)
+    out = sorted(set(out))
+    random.Random(seed).shuffle(out)
+    return out[:limit]
+
+
+def injection_corpus(data_dir: Path | str, *, seed: int = 0, limit: int = 10_000) -> tuple[list[str], list[str]]:
+    """``(injected instructions, benign sentences)`` for training; never the suite's held-out pool.
+
+    Benign: every sentence of the ACI-Bench / MTS-Dialog *train* notes and sections (up to ``limit``),
+    cue-bearing sentences of the *train* dialogues (``limit // 2``), look-alike clinical imperatives and the
+    dev pool's hard negatives and base notes."""
     import re
 
     from medslm.safety import corpora
@@ -257,7 +286,8 @@ def injection_corpus(data_dir: Path | str, *, seed: int = 0, limit: int = 3000) 
                for lv in (4, 5)]
     pos = sorted(set(injection_training_positives(n=800, seed=seed) + dev_inj))
     base = [s for note in corpora._BASE_NOTES for s in re.split(r"(?<=[.!?])\s+|\n+", note) if s.strip()]
-    neg = clinical_sentences(data_dir, seed=seed, limit=limit) + _CLINICAL_IMPERATIVES + corpora._HARD_NEGATIVES + base
+    neg = (clinical_sentences(data_dir, seed=seed, limit=limit) + dialogue_sentences(data_dir, seed=seed, limit=limit // 2)
+           + _CLINICAL_IMPERATIVES + corpora._HARD_NEGATIVES + base)
     return pos, sorted(set(neg) - set(pos))
 
 
@@ -266,12 +296,15 @@ def fit_injection(pos: Sequence[str], neg: Sequence[str], out: Path, *, seed: in
     import numpy as np
 
     from medslm.models.encoder import EncoderClassifier
+    from medslm.safety.injection import _CUE
     from medslm.training.encoder_lora import EncoderTask, train_encoder
 
     texts = list(pos) + list(neg)
     labels = [1] * len(pos) + [0] * len(neg)
     fit_idx, dev_idx = _stratified_split(texts, labels, 0.15, seed)
     train = [(texts[i], INJECTION_LABELS[labels[i]]) for i in fit_idx]
+    # the threshold is set on what the guardian will ask about: injections and cue-bearing benign sentences
+    dev_idx = [i for i in dev_idx if labels[i] or (_CUE.search(texts[i]) and len(texts[i].split()) >= 3)]
     dev = [texts[i] for i in dev_idx]
     dev_y = np.asarray([labels[i] for i in dev_idx])
 
@@ -303,7 +336,7 @@ def train_guardian_injection_slm(ctx: TrainContext) -> TrainResult:
 
     for rel in _BENIGN_TRAIN:
         ctx.data_file(rel, split="train", licence="CC BY 4.0")
-    pos, neg = injection_corpus(ctx.data_dir, seed=ctx.seed, limit=300 if ctx.quick else 3000)
+    pos, neg = injection_corpus(ctx.data_dir, seed=ctx.seed, limit=300 if ctx.quick else 10_000)
     if ctx.quick:
         pos, neg = pos[::20], neg[::10]
     res = fit_injection(pos, neg, ctx.out, seed=ctx.seed, device=ctx.device, quick=ctx.quick)
@@ -334,6 +367,6 @@ def train_guardian_injection_slm(ctx: TrainContext) -> TrainResult:
     )
 
 
-__all__ = ["HARM_FOLDS", "HARM_LABELS", "INJECTION_LABELS", "doc_scores", "fit_harm", "fit_harm_head", "fit_injection",
+__all__ = ["HARM_FOLDS", "HARM_LABELS", "INJECTION_LABELS", "dialogue_sentences", "doc_scores", "fit_harm", "fit_harm_head", "fit_injection",
            "harm_corpus", "injection_corpus", "threshold_for_fpr", "train_guardian_harm_slm",
            "train_guardian_injection_slm"]
