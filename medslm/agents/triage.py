@@ -304,8 +304,7 @@ class TriageAgent:
 
 
 #: complaint words that name no finding (the acuity model's vocabulary keeps them; a driver never names them)
-_STOPWORDS = frozenset("a an and at by during for from in into of on or since than the to with without day days "
-                       "hour hours week weeks ago after before".split())
+_STOPWORDS = frozenset(["a", "an", "and", "at", "by", "during", "for", "from", "in", "into", "of", "on", "or", "since", "than", "the", "to", "with", "without", "day", "days", "hour", "hours", "week", "weeks", "ago", "after", "before"])
 _SPECIALIST_ID = "sentence-transformers/all-MiniLM-L6-v2 + triage-slm (LoRA)"
 _SPECIALISTS: dict[str, Any] = {}
 

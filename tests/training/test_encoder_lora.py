@@ -18,7 +18,7 @@ def test_cached_lower_layers_plus_top_layers_equal_the_merged_model(tmp_path) ->
     config = {"format": FORMAT, "kind": "sequence", "labels": ["a", "b", "c"], "base": "minilm", "max_length": 32,
               "pooling": "mean", "extra": {},
               "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value", "dense"], "layers": [4, 5]}}
-    tok, model, head = build(config, None, merge=False)
+    _, model, head = build(config, None, merge=False)
     names = [n for n, _ in model.named_parameters() if "lora_" in n]
     assert names and all(".layer.4." in n or ".layer.5." in n for n in names)  # LoRA on the top layers only
     torch.manual_seed(0)
