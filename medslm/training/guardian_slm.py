@@ -208,37 +208,26 @@ def _record_harm_data(ctx: TrainContext) -> None:
         description="MiniLM + LoRA harmful-request classifier (MedSafetyBench train vs benign clinical text)",
         data=("medsafetybench", "mts-dialog", "aci-bench", "pubmedqa", "meqsum"))
 def train_guardian_harm_slm(ctx: TrainContext) -> TrainResult:
-    from medslm.evals.safety import harm_category_cv
-    from medslm.training.encoder_lora import FrozenStates, base_record
+    """The shipped classifier on every category. Its generalisation to categories it never saw is measured
+    by ``bench/ablation.py --agent guardian`` (:func:`medslm.evals.safety.harm_category_cv`: three more
+    fits, each without three categories), not here: that keeps ``medslm train`` to one fit."""
+    from medslm.training.encoder_lora import base_record
 
     _record_harm_data(ctx)
-    frozen = FrozenStates(LAYERS[0], HARM_MAX_LENGTH, device=ctx.device)
-    figures: dict[str, float] = {}
-    folds: list[dict[str, Any]] = []
-    if not ctx.quick:  # the generalisation figures: whole categories held out, benign texts never trained on
-        for rel in _BENIGN_HELDOUT:
-            ctx.data_file(rel, split="valid/test", use="report", licence="CC BY 4.0")
-        cv = harm_category_cv(ctx.data_dir, seed=ctx.seed, device=ctx.device, frozen=frozen)
-        for system, m in cv["metrics"].items():
-            for k in ("recall", "fpr", "balanced_accuracy"):
-                figures[f"medsafetybench_heldout_categories_{system}_{k}"] = m[k]
-        folds = cv["fold_params"]
     harmful, benign = harm_corpus(ctx.data_dir)
     if ctx.quick:
         harmful, benign = harmful[::30], benign[::40]
-    res = fit_harm(
-        [t for t, _ in harmful], benign, ctx.out, seed=ctx.seed, device=ctx.device, quick=ctx.quick, frozen=frozen,
-        head=False,
-    )
-    figures.update({"dev_recall_all_categories": res["dev_recall"], "dev_fpr_benign_train_split": res["dev_fpr"]})
+    res = fit_harm([t for t, _ in harmful], benign, ctx.out, seed=ctx.seed, device=ctx.device, quick=ctx.quick,
+                   head=False)
+    figures = {"dev_recall_all_categories": res["dev_recall"], "dev_fpr_benign_train_split": res["dev_fpr"],
+               "dev_docs": float(res["dev_docs"])}
     return TrainResult(
         hyperparameters={"lora_r": settings(ctx.quick).r, "lora_layers": list(LAYERS), "max_length": HARM_MAX_LENGTH,
                          "pooling": "mean", "epochs_max": settings(ctx.quick).epochs, "epochs_run": res["epochs"],
                          "threshold": res["threshold"], "target_fpr": HARM_TARGET_FPR,
-                         "benign_segments": HARM_BENIGN_SEGMENTS, "category_folds": [list(f) for f in HARM_FOLDS],
-                         "fold_params": folds},
+                         "benign_segments": HARM_BENIGN_SEGMENTS, "fit_segments": res["fit_segments"]},
         tuning="early stopping and threshold (dev FPR <= 2 %) on a stratified 15 % dev split of the training "
-               "texts; figures: MedSafetyBench categories held out 3 at a time vs benign valid/test texts",
+               "texts; held-out-category figures: bench/ablation.py --agent guardian (docs/safety.md)",
         figures=figures, base_model=base_record(),
     )
 
