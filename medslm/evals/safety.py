@@ -363,18 +363,30 @@ def _harm_metrics(entries: Sequence[tuple[bool, bool]]) -> dict[str, float]:
 
 
 def injection_ablation(data_dir: Path | str | None = None, *, n: int = 240, seed: int = 1,
-                       real_limit: int | None = None) -> dict[str, Any]:
+                       real_limit: int | None = None, use_cache: bool = True) -> dict[str, Any]:
     """Injection fencing by the classical guardian (rules + head), the specialist alone and both (shipped).
 
     Held-out pool of the injection suite (``n`` pairs: recall = the inserted instruction fenced, FPR = the
     benign twin fenced) and real clinical text of the valid splits (ACI-Bench notes, MTS-Dialog sections:
     FPR = any span fenced). Nothing here was used to fit or tune any of the three.
     """
+    import hashlib
+    import json
+
+    from medslm.artifacts import artifact_dir, sha256_file
     from medslm.evals.datasets import clinical_texts, resolve_data_dir
     from medslm.safety import Guardian
     from medslm.safety.corpora import injection_suite
+    from medslm.settings import default_cache_dir
 
     data_dir = resolve_data_dir(data_dir)
+    # cached by the models' own files: the same models on the same suite give the same figures
+    shas = [sha256_file(artifact_dir(c) / f) for c, f in (("guardian-injection-slm", "adapter.safetensors"),
+                                                          ("guardian-injection", "head.json"))]
+    key = hashlib.sha256(json.dumps([n, seed, real_limit, shas]).encode()).hexdigest()[:16]
+    cache = Path(default_cache_dir()) / "evals" / f"guardian_injection_ablation_{key}.json"
+    if use_cache and cache.exists():
+        return json.loads(cache.read_text(encoding="utf-8"))
     shipped = Guardian(register_phi=False, use_ner=False)
     classical = Guardian(model=None, register_phi=False, use_ner=False)
 
@@ -393,6 +405,9 @@ def injection_ablation(data_dir: Path | str | None = None, *, n: int = 240, seed
         real_fp = sum(bool(fenced(system, t)) for t in real)
         out[system] = {"heldout_recall": hits / len(pairs), "heldout_twin_fpr": twins / len(pairs),
                        "real_text_fpr": real_fp / max(1, len(real))}
+    if use_cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(out), encoding="utf-8")
     return out
 
 
