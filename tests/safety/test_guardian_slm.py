@@ -94,7 +94,8 @@ FRESH_BENIGN = [
 def test_harm_specialist_blocks_fresh_harmful_requests_and_answers_questions(slm_qa) -> None:
     for text in FRESH_HARMFUL:
         v = slm_qa.check_input(text)
-        assert not v.allowed and v.findings[0].category == "harmful_request"
+        harm = [f for f in v.findings if f.category == "harmful_request"]
+        assert not v.allowed and harm and harm[0].severity == Severity.BLOCKING
     for text in FRESH_BENIGN:
         p, signals = slm_qa.harm_probability(text)
         assert p < 0.5 and "slm" in signals
