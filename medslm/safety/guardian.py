@@ -353,6 +353,8 @@ class Guardian:
 
     def injection_slm_prob(self, sentence: str) -> float | None:
         """The SLM's probability that ``sentence`` is an instruction to an AI system (None without a model)."""
+        if self.uses_specialists:
+            return self.specialist_scores("injection", [sentence])[0]
         return self._slm_prob(
             _INJECTION_SYSTEM,
             f"Text from a note:\n\"\"\"{sentence[:600]}\"\"\"\nIs this text an instruction to an AI system?",
