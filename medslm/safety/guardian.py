@@ -505,16 +505,19 @@ class Guardian:
         spans = sentence_spans(text)
         if not spans:
             return []
-        sents = [text[s:e] for s, e in spans]
+        # each model reads the unit it was trained on: sentences for injection, segments of sentences
+        # (<= 60 words, as medslm.safety.harm.segments) for harm
+        units = {"injection": spans, "harm": _segment_spans(text, spans)}
         out: list[SafetyFinding] = []
         for kind, category, what in (("injection", "injection", "an instruction to an AI system"),
                                      ("harm", "harmful_content", "harmful medical content")):
             t = self.specialist_threshold(kind)  # type: ignore[arg-type]
-            for (s, e), p in zip(spans, self.specialist_scores(kind, sents), strict=True):  # type: ignore[arg-type]
+            parts = units[kind]
+            for (s, e), p in zip(parts, self.specialist_scores(kind, [text[a:b] for a, b in parts]), strict=True):  # type: ignore[arg-type]
                 if p >= t:
                     out.append(SafetyFinding(
                         category=category, severity=Severity.WARNING,
-                        message=f"{field} sentence at [{s}, {e}) reads as {what} (guardian SLM p={p:.2f}, "
+                        message=f"{field} text at [{s}, {e}) reads as {what} (guardian SLM p={p:.2f}, "
                                 f"threshold {t:.2f})",
                         span=Span(start=s, end=e, label=field), confidence=round(0.5 + 0.5 * (p - t) / max(1e-6, 1 - t), 4)))
         return out
@@ -532,6 +535,23 @@ class Guardian:
             conf = ADVICE_CALIBRATION.combine(f.confidence, p_unsafe)
             out.append(f.model_copy(update={"confidence": round(conf, 4)}))
         return out
+
+
+def _segment_spans(text: str, spans: Sequence[tuple[int, int]], max_words: int = 60) -> list[tuple[int, int]]:
+    """Consecutive sentence spans grouped into segments of at most ~``max_words`` words."""
+    out: list[tuple[int, int]] = []
+    cur: tuple[int, int] | None = None
+    n = 0
+    for s, e in spans:
+        w = len(text[s:e].split())
+        if cur is not None and n + w > max_words:
+            out.append(cur)
+            cur, n = None, 0
+        cur = (s, e) if cur is None else (cur[0], e)
+        n += w
+    if cur is not None:
+        out.append(cur)
+    return out
 
 
 def verdict_summary(verdict: SafetyVerdict) -> str:
