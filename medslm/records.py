@@ -145,6 +145,18 @@ class RedFlag(_Record):
     detail: str = ""
 
 
+class TriageDriver(_Record):
+    """The finding that set the triage level: what a reviewer should check first."""
+
+    source: Literal["red_flag", "acuity_model", "specialist", "cost"] = Field(
+        description="red_flag: a red flag capped the level; acuity_model: a structured finding (vitals, arrival, "
+        "age, complaint word) weighed most; specialist: the fine-tuned model's reading of the triage text; "
+        "cost: the under-triage cost raised an uncertain level")
+    finding: str = Field(description="e.g. 'hypoxia', 'SpO2 < 94 %', 'arrived by ambulance', 'chief complaint'")
+    evidence: tuple[Span, ...] = Field(default=(), description="note spans of the finding")
+    detail: str = ""
+
+
 class TriageResult(_Record):
     """Acuity on the 1 (most urgent) - 5 scale of ESI / KTAS."""
 
@@ -153,6 +165,7 @@ class TriageResult(_Record):
     probabilities: dict[int, float] = Field(default_factory=dict, description="level -> probability")
     red_flags: tuple[RedFlag, ...] = ()
     rationale: str = ""
+    driver: TriageDriver | None = Field(default=None, description="the finding that drove the level")
 
 
 class SummarySentence(_Record):
@@ -397,6 +410,7 @@ __all__ = [
     "Summary",
     "SummarySection",
     "SummarySentence",
+    "TriageDriver",
     "TriageResult",
     "bind",
 ]

@@ -34,17 +34,7 @@ __all__ = [
     "segment",
 ]
 
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at be because been before being below
-between both but by can could did do does doing down during each few for from further had has have having
-he her here hers herself him himself his how i if in into is it its itself just me more most my myself
-no nor not now of off on once only or other our ours out over own same she should so some such than that
-the their theirs them then there these they this those through to too under until up very was we were
-what when where which while who whom why will with would you your yours yourself okay ok yeah yes um uh
-mm hmm right well so oh like really think know get got go going let lets see sure thing things kind sort
-patient patients doctor dr mr mrs ms pt states stated reports reported report says said tells told
-today also been currently per presents presented present noted notes note history
-""".split())
+STOPWORDS = frozenset(["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "okay", "ok", "yeah", "yes", "um", "uh", "mm", "hmm", "right", "well", "so", "oh", "like", "really", "think", "know", "get", "got", "go", "going", "let", "lets", "see", "sure", "thing", "things", "kind", "sort", "patient", "patients", "doctor", "dr", "mr", "mrs", "ms", "pt", "states", "stated", "reports", "reported", "report", "says", "said", "tells", "told", "today", "also", "been", "currently", "per", "presents", "presented", "present", "noted", "notes", "note", "history"])
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,

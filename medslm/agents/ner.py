@@ -228,7 +228,7 @@ class NerAgent:
     def _lexicon(self, text: str) -> list[_Mention]:
         out = []
         for m in self.kg.matcher(self.systems).find(text):
-            if m.text.lower() in _NOT_MENTIONS or len(m.text) < 3 and not m.text.isupper():
+            if m.text.lower() in _NOT_MENTIONS or (len(m.text) < 3 and not m.text.isupper()):
                 continue
             out.append(_Mention(m.start, m.end, EntityType.PROBLEM, lex_score=m.score, concept_ids=m.concept_ids))
         return out

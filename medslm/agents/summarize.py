@@ -169,7 +169,7 @@ _QUESTION_LEAD = re.compile(
     r"(?:(?:do|did|have|has|are|were|is|was)\s+(?:you|they|she|he)\s+(?:ever\s+)?(?:been\s+)?"
     r"(?:had|have|having|noticed|noticing|experienced|experiencing|gotten|get|getting|felt|feel|feeling)?\s*"
     r"|how about\s+|what about\s+|(?:is|are|were|was)\s+there\s+)?(?:any\b\s*)?", re.I)
-_PARTICIPLE = frozenset("taken been seen used tried done gone had given eaten".split())
+_PARTICIPLE = frozenset(["taken", "been", "seen", "used", "tried", "done", "gone", "had", "given", "eaten"])
 
 
 def _section_spec(name: str) -> SectionSpec:

@@ -81,6 +81,7 @@ class EncoderClassifier:
         self._model: Any = None
         self._head: Any = None
         self._tok: Any = None
+        self._revision: str | None = None
         self._lock = threading.RLock()
 
     @classmethod
@@ -104,6 +105,21 @@ class EncoderClassifier:
     def extra(self) -> dict[str, Any]:
         self.load()
         return dict(self.config.get("extra", {}))
+
+    @property
+    def revision(self) -> str:
+        """The first 12 hex digits of the adapter file's sha256 (what provenance records)."""
+        if self._revision is None:
+            import hashlib
+
+            self._revision = hashlib.sha256((self.folder / "adapter.safetensors").read_bytes()).hexdigest()[:12]
+        return self._revision
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the model reads of ``text`` (special tokens included, capped at ``max_length``)."""
+        self.load()
+        n = len(self._tok(text, truncation=False, add_special_tokens=True)["input_ids"])
+        return min(n, int(self.config["max_length"]))
 
     def load(self) -> EncoderClassifier:
         with self._lock:
@@ -184,8 +200,11 @@ def lora_config(cfg: dict[str, Any]) -> Any:
     from peft import LoraConfig
 
     lc = cfg["lora"]
+    layers = lc.get("layers")  # LoRA on these encoder layers only (None: every layer)
     return LoraConfig(r=int(lc["r"]), lora_alpha=int(lc["alpha"]), lora_dropout=float(lc.get("dropout", 0.0)),
-                      target_modules=list(lc["target_modules"]), bias="none")
+                      target_modules=list(lc["target_modules"]), bias="none",
+                      layers_to_transform=[int(i) for i in layers] if layers else None,
+                      layers_pattern="layer" if layers else None)
 
 
 def build(config: dict[str, Any], weights: Path | None, *, device: str = "cpu", merge: bool = True) -> tuple[Any, Any, Any]:

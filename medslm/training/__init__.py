@@ -48,8 +48,10 @@ RECIPE_MODULES = (
     "medslm.training.ner_crf",
     "medslm.training.icd_coder",
     "medslm.training.triage_acuity",
+    "medslm.training.triage_slm",
     "medslm.training.guardian_heads",
     "medslm.training.summarize_lora",
+    "medslm.training.guardian_slm",
 )
 
 

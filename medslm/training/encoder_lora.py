@@ -59,6 +59,9 @@ class LoraSettings:
     warmup: float = 0.06
     patience: int = 2
     max_steps: int | None = None  # cap (smoke tests)
+    #: encoder layers that get LoRA (``None``: all). The top ``k`` layers alone (e.g. ``(4, 5)`` of MiniLM's 6)
+    #: make training ~3x cheaper on CPU: the frozen layers below run once per text (:class:`FrozenStates`).
+    layers: tuple[int, ...] | None = None
 
 
 def base_record(base: str = "minilm") -> Any:
@@ -71,12 +74,97 @@ def base_record(base: str = "minilm") -> Any:
     return BaseModelRecord(id=hub_id, source=source, sha256=sha256_file(weights), licence=licence)
 
 
+class FrozenStates:
+    """Hidden states of the frozen lower layers, computed once per text and reused across epochs and folds.
+
+    With LoRA on the top layers only (``LoraSettings.layers``), the layers below them never change during
+    training: their output for a text is a constant. ``get(inputs)`` runs the base encoder (no gradient, eval
+    mode) on the inputs it has not seen and keeps the states of layer ``start`` (one ``(pieces, hidden)``
+    tensor per input). One cache can serve every fold of a cross-validation and the final fit.
+    """
+
+    def __init__(self, start: int, max_length: int, *, base: str = "minilm", device: str = "cpu",
+                 batch_size: int = 64) -> None:
+        self.start, self.max_length, self.base, self.device, self.batch_size = start, max_length, base, device, batch_size
+        self._states: dict[Any, Any] = {}
+        self._tok: Any = None
+        self._model: Any = None
+
+    def _load(self) -> None:
+        if self._model is None:
+            from medslm.models._hf import require_transformers
+
+            transformers = require_transformers()
+            folder = base_dir(self.base)
+            self._tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+            self._model = transformers.AutoModel.from_pretrained(str(folder)).to(self.device).eval()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, inputs: Sequence[Any]) -> list[Any]:
+        import torch
+
+        todo = list(dict.fromkeys(x for x in inputs if x not in self._states))
+        if todo:
+            self._load()
+            todo.sort(key=lambda x: len(str(x)))
+            with torch.inference_mode():
+                for k in range(0, len(todo), self.batch_size):
+                    chunk = todo[k : k + self.batch_size]
+                    first = [x[0] if isinstance(x, tuple) else x for x in chunk]
+                    second = [x[1] for x in chunk] if isinstance(chunk[0], tuple) else None
+                    enc = self._tok(first, second, padding=True, truncation=True, max_length=self.max_length,
+                                    return_tensors="pt").to(self.device)
+                    out = self._model(**enc, output_hidden_states=True)
+                    hid = out.hidden_states[self.start]
+                    lens = enc["attention_mask"].sum(-1).tolist()
+                    for x, h, n in zip(chunk, hid, lens, strict=True):
+                        self._states[x] = h[: int(n)].clone()
+        return [self._states[x] for x in inputs]
+
+
+def _pad_states(states: Sequence[Any]) -> tuple[Any, Any]:
+    import torch
+
+    n = max(int(t.shape[0]) for t in states)
+    hidden = states[0].new_zeros((len(states), n, states[0].shape[-1]))
+    mask = torch.zeros((len(states), n), dtype=torch.long, device=states[0].device)
+    for i, t in enumerate(states):
+        hidden[i, : t.shape[0]] = t
+        mask[i, : t.shape[0]] = 1
+    return hidden, mask
+
+
+def top_forward(model: Any, hidden: Any, mask: Any, start: int) -> Any:
+    """Run the encoder layers ``start…`` of ``model`` (a peft or plain BERT-like model) on cached states."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    bert = model.get_base_model() if hasattr(model, "get_base_model") else model
+    ext = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=mask)
+    for layer in bert.encoder.layer[start:]:
+        hidden = layer(hidden, ext)
+    return hidden
+
+
+def _cache_start(task: EncoderTask, s: LoraSettings, n_layers: int) -> int | None:
+    """The first LoRA layer when the layers below it can be cached (sequence/pair tasks, top layers only)."""
+    if s.layers is None or task.kind == "token":
+        return None
+    layers = sorted(s.layers)
+    if layers != list(range(layers[0], n_layers)) or layers[0] == 0:
+        return None
+    return layers[0]
+
+
 class _Live:
     """Predictions from the model being trained (same API as EncoderClassifier), for dev metrics."""
 
-    def __init__(self, tok: Any, model: Any, head: Any, task: EncoderTask, device: str, batch_size: int = 64) -> None:
+    def __init__(self, tok: Any, model: Any, head: Any, task: EncoderTask, device: str, batch_size: int = 64,
+                 frozen: FrozenStates | None = None) -> None:
         self.tok, self.model, self.head, self.task, self.device, self.batch_size = tok, model, head, task, device, batch_size
         self.labels = tuple(task.head_labels())
+        self.frozen = frozen
 
     def _encode(self, inputs: Sequence[Any], **kw: Any) -> Any:
         first = [x[0] if isinstance(x, tuple) else x for x in inputs]
@@ -91,10 +179,16 @@ class _Live:
         out = np.zeros((len(inputs), len(self.labels)), dtype=np.float32)
         with torch.inference_mode():
             for k in range(0, len(inputs), self.batch_size):
-                batch = self._encode(inputs[k : k + self.batch_size]).to(self.device)
-                hidden = self.model(**batch).last_hidden_state
-                logits = self.head(pool(hidden, batch["attention_mask"], self.task.pooling))
-                out[k : k + len(batch["input_ids"])] = torch.softmax(logits.float(), -1).cpu().numpy()
+                chunk = list(inputs[k : k + self.batch_size])
+                if self.frozen is not None:
+                    h0, mask = _pad_states(self.frozen.get(chunk))
+                    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+                        hidden = top_forward(self.model, h0, mask, self.frozen.start)
+                else:
+                    batch = self._encode(chunk).to(self.device)
+                    hidden, mask = self.model(**batch).last_hidden_state, batch["attention_mask"]
+                logits = self.head(pool(hidden, mask, self.task.pooling).to(self.head.weight.dtype))
+                out[k : k + len(chunk)] = torch.softmax(logits.float(), -1).cpu().numpy()
         return out
 
     def predict_tokens(self, texts: Sequence[str]) -> list[TokenPrediction]:
@@ -133,11 +227,14 @@ def _bio(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int, str
 def train_encoder(task: EncoderTask, train: Sequence[Any], out: str | Path, *, base: str = "minilm",
                   settings: LoraSettings | None = None, dev_metric: Callable[[Any], float] | None = None,
                   class_weights: Sequence[float] | None = None, seed: int = 0, device: str = "cpu",
-                  log_every: int = 200) -> dict[str, Any]:
+                  log_every: int = 200, frozen: FrozenStates | None = None) -> dict[str, Any]:
     """Fit the adapter and head on ``train`` and write them to ``out``; returns the training history.
 
     ``dev_metric(predictor)`` (higher is better) is evaluated after each epoch on the recipe's dev data;
     the best epoch is kept and training stops after ``patience`` epochs without improvement.
+    With ``settings.layers`` the top layers of the encoder (only) get LoRA; the states of the frozen layers
+    below are computed once per text (``frozen``: a :class:`FrozenStates` to share across folds; made here
+    when not given).
     """
     import torch
 
@@ -149,7 +246,17 @@ def train_encoder(task: EncoderTask, train: Sequence[Any], out: str | Path, *, b
     config = {"format": FORMAT, "kind": task.kind, "labels": labels, "base": base, "max_length": task.max_length,
               "pooling": task.pooling, "extra": task.extra,
               "lora": {"r": s.r, "alpha": s.alpha, "dropout": s.dropout, "target_modules": list(s.target_modules)}}
+    if s.layers is not None:
+        config["lora"]["layers"] = sorted(int(i) for i in s.layers)
     tok, model, head = build(config, None, device=device, merge=False)
+    start = _cache_start(task, s, int(model.get_base_model().config.num_hidden_layers))
+    if start is not None and (frozen is None or frozen.start != start or frozen.max_length != task.max_length):
+        frozen = FrozenStates(start, task.max_length, base=base, device=device)
+    elif start is None:
+        frozen = None
+    if frozen is not None:
+        frozen.get([it[0] for it in train])  # all frozen states up front (one pass, no gradient)
+        log.info("frozen states of layers < %d: %d texts cached", frozen.start, len(frozen))
     for name, p in model.named_parameters():
         p.requires_grad = "lora_" in name
     params = [
@@ -196,15 +303,22 @@ def train_encoder(task: EncoderTask, train: Sequence[Any], out: str | Path, *, b
         for b, idx in enumerate(batches):
             items = [train[i] for i in idx]
             inputs = [it[0] for it in items]
-            first = [x[0] if isinstance(x, tuple) else x for x in inputs]
-            second = [x[1] for x in inputs] if isinstance(inputs[0], tuple) else None
-            enc = tok(first, second, padding=True, truncation=True, max_length=task.max_length, return_tensors="pt",
-                      return_offsets_mapping=task.kind == "token")
-            y = targets(items, enc).to(device)
-            enc = enc.to(device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-                hidden = model(**enc).last_hidden_state
-                logits = head(hidden if task.kind == "token" else pool(hidden, enc["attention_mask"], task.pooling))
+            if frozen is not None:
+                y = targets(items, None).to(device)
+                h0, mask = _pad_states(frozen.get(inputs))
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+                    hidden = top_forward(model, h0, mask, frozen.start)
+                    logits = head(pool(hidden, mask, task.pooling))
+            else:
+                first = [x[0] if isinstance(x, tuple) else x for x in inputs]
+                second = [x[1] for x in inputs] if isinstance(inputs[0], tuple) else None
+                enc = tok(first, second, padding=True, truncation=True, max_length=task.max_length,
+                          return_tensors="pt", return_offsets_mapping=task.kind == "token")
+                y = targets(items, enc).to(device)
+                enc = enc.to(device)
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+                    hidden = model(**enc).last_hidden_state
+                    logits = head(hidden if task.kind == "token" else pool(hidden, enc["attention_mask"], task.pooling))
             logits = logits.float()
             if task.kind == "token":
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(labels)), y.reshape(-1),
@@ -219,7 +333,7 @@ def train_encoder(task: EncoderTask, train: Sequence[Any], out: str | Path, *, b
             opt.step()
             sched.step()
             step += 1
-            running += float(loss)
+            running += float(loss.detach())
             if log_every and (b + 1) % log_every == 0:
                 log.info("epoch %d batch %d/%d loss %.4f (%.0f s)", epoch + 1, b + 1, len(batches),
                          running / (b + 1), time.perf_counter() - t0)
@@ -227,7 +341,7 @@ def train_encoder(task: EncoderTask, train: Sequence[Any], out: str | Path, *, b
                 break
         model.eval()
         head.eval()
-        score = dev_metric(_Live(tok, model, head, task, device)) if dev_metric is not None else -running
+        score = dev_metric(_Live(tok, model, head, task, device, frozen=frozen)) if dev_metric is not None else -running
         history["epochs"].append({"epoch": epoch + 1, "train_loss": running / max(1, len(batches)), "dev": score,
                                   "seconds": round(time.perf_counter() - t0, 1)})
         log.info("epoch %d: train loss %.4f, dev %.4f", epoch + 1, running / max(1, len(batches)), score)
@@ -285,4 +399,4 @@ def token_spans(pred: TokenPrediction, entity_labels: Sequence[str], min_prob: f
     return [s for s in spans if s[3] >= min_prob]
 
 
-__all__ = ["EncoderTask", "LoraSettings", "base_record", "token_spans", "train_encoder"]
+__all__ = ["EncoderTask", "FrozenStates", "LoraSettings", "base_record", "token_spans", "top_forward", "train_encoder"]
