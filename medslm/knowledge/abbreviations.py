@@ -89,6 +89,11 @@ ABBREVIATIONS: dict[str, tuple[str, ...]] = {
     "IBD": ("inflammatory bowel disease",),
     "BPPV": ("benign paroxysmal vertigo",),
     "SIRS": ("systemic inflammatory response syndrome",),
+    # short names notes use (not English words, so taken whatever their case)
+    "COVID": ("COVID-19",),
+    "Covid": ("COVID-19",),
+    "covid": ("COVID-19",),
+    "flu": ("influenza",),
 }
 
 
