@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,48 @@ class TokenPrediction:
     labels: tuple[str, ...]
 
 
-class EncoderClassifier:
-    """A trained encoder specialist loaded from an artifact folder (see the module doc)."""
+@contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """Run the block with at most ``n`` torch intra-op threads (``None``/0: as configured), then restore."""
+    import torch
 
-    def __init__(self, folder: str | Path, *, device: str = "cpu", batch_size: int = 32) -> None:
+    old = torch.get_num_threads()
+    if not n or n >= old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def default_threads() -> int | None:
+    """Intra-op threads for encoder inference on CPU: ``$MEDSLM_ENCODER_THREADS``, else 1.
+
+    These models are small (22 M parameters, a few hundred tokens per call): on a 2-core machine shared
+    with other processes, 2 spin-waiting threads made a note's NER 4-25x slower than 1 thread
+    (bench/ner.py: p50 300 ms with 1 thread vs 1,410 ms with 2 at load 9), and 1 thread costs little
+    when the machine is idle. ``MEDSLM_ENCODER_THREADS=0`` leaves torch's setting alone.
+    """
+    import os
+
+    raw = os.environ.get("MEDSLM_ENCODER_THREADS", "1").strip()
+    return int(raw) if raw else None
+
+
+class EncoderClassifier:
+    """A trained encoder specialist loaded from an artifact folder (see the module doc).
+
+    ``threads``: torch intra-op threads during inference on CPU (default :func:`default_threads`).
+    """
+
+    def __init__(self, folder: str | Path, *, device: str = "cpu", batch_size: int = 32,
+                 threads: int | None = -1) -> None:
         self.folder = Path(folder)
         self.device = device
         self.batch_size = batch_size
+        self.threads = default_threads() if threads == -1 else threads
         self.config: dict[str, Any] = {}
         self._model: Any = None
         self._head: Any = None
@@ -153,7 +189,7 @@ class EncoderClassifier:
             raise ConfigurationError(f"{self.folder.name} is a {self.config['kind']} model; use predict_tokens()")
         out = np.zeros((len(inputs), len(self.config["labels"])), dtype=np.float32)
         order = sorted(range(len(inputs)), key=lambda i: len(str(inputs[i])))
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), intra_op_threads(self.threads if self.device == "cpu" else None):
             for k in range(0, len(order), self.batch_size):
                 idx = order[k : k + self.batch_size]
                 batch = self._encode([inputs[i] for i in idx]).to(self.device)
@@ -182,7 +218,7 @@ class EncoderClassifier:
                 raise ConfigurationError(f"{self.folder.name} has no head {name!r}; its heads: {', '.join(table)}")
         res: dict[str, list[TokenPrediction | None]] = {name: [None] * len(texts) for name in names}
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), intra_op_threads(self.threads if self.device == "cpu" else None):
             for k in range(0, len(order), self.batch_size):
                 idx = order[k : k + self.batch_size]
                 batch = self._encode([texts[i] for i in idx], return_offsets_mapping=True)
@@ -357,5 +393,22 @@ def token_spans(pred: TokenPrediction, entity_labels: Sequence[str], min_prob: f
     return [s for s in spans if s[3] >= min_prob]
 
 
-__all__ = ["BASES", "DEFAULT_HEAD", "FORMAT", "SPAN_CLOSE", "SPAN_OPEN", "EncoderClassifier", "TokenPrediction", "base_dir",
-           "build", "head_table", "lora_config", "mark_span", "pool", "token_spans", "viterbi_tags"]
+__all__ = [
+    "BASES",
+    "DEFAULT_HEAD",
+    "FORMAT",
+    "SPAN_CLOSE",
+    "SPAN_OPEN",
+    "EncoderClassifier",
+    "TokenPrediction",
+    "base_dir",
+    "build",
+    "default_threads",
+    "head_table",
+    "intra_op_threads",
+    "lora_config",
+    "mark_span",
+    "pool",
+    "token_spans",
+    "viterbi_tags",
+]

@@ -167,9 +167,9 @@ def train_assertion_slm(ctx: TrainContext) -> TrainResult:
     figures = {
         "ownership-dev_slm_accuracy": _accuracy(_combined(dev_probs, dev_rules, 0.0), dev),
         "ownership-dev_rules_accuracy": _accuracy([a.value for a in dev_rules], dev),
-        "ownership-tune_slm_accuracy": grid[0.0],
-        "ownership-tune_rules_accuracy": _accuracy([a.value for a in tune_rules], tune),
-        "ownership-tune_combined_accuracy": grid[best],
+        "ownership-tune-dev_slm_accuracy": grid[0.0],
+        "ownership-tune-dev_rules_accuracy": _accuracy([a.value for a in tune_rules], tune),
+        "ownership-tune-dev_combined_accuracy": grid[best],
         "ownership-test_slm_accuracy": _accuracy(_combined(test_probs, test_rules, 0.0), test),
         "ownership-test_rules_accuracy": _accuracy([a.value for a in test_rules], test),
         "ownership-test_combined_accuracy": _accuracy(_combined(test_probs, test_rules, best), test),
