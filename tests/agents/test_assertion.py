@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from medslm.agents.assertion import AssertionClassifier, ContextRules, evaluate_assertion, load_assertion_sentences
+from medslm.agents.assertion import (
+    AssertionClassifier,
+    ContextRules,
+    evaluate_assertion,
+    load_assertion_sentences,
+)
 from medslm.records import Assertion
 
 #: (sentence, mention, gold) - written for this test, not taken from the shipped set
