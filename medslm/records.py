@@ -96,12 +96,20 @@ class EntityType(StrEnum):
 
 
 class Assertion(StrEnum):
+    """Whose finding a mention is and how certain: only ``present`` is the patient's current condition.
+
+    ``present`` also covers what someone else reports about the patient ("wife reports cough": the
+    patient's cough); ``family``: a relative's condition (family history); ``other_person``: someone
+    else's who is not a relative (spouse, partner, roommate, contacts: "wife has covid").
+    """
+
     PRESENT = "present"
     NEGATED = "negated"
     POSSIBLE = "possible"
     HISTORICAL = "historical"
     FAMILY = "family"
     HYPOTHETICAL = "hypothetical"
+    OTHER_PERSON = "other_person"
 
 
 class ConceptRef(_Record):

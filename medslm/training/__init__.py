@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 #: Modules that define recipes; imported on first use of the registry.
 RECIPE_MODULES = (
     "medslm.training.ner_crf",
+    "medslm.training.ner_slm",
+    "medslm.training.assertion_slm",
     "medslm.training.icd_coder",
     "medslm.training.triage_acuity",
     "medslm.training.triage_slm",
