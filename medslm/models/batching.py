@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -52,6 +53,7 @@ _COND = threading.Condition(threading.Lock())
 _IN_FLIGHT = 0  # notes the runner has in flight
 _BLOCKED = 0  # callers waiting in any batcher (pending or being computed)
 _SLOTS: dict[str, threading.Lock] = {}
+_ALL: weakref.WeakSet[MicroBatcher[Any, Any]] = weakref.WeakSet()
 
 
 @contextlib.contextmanager
@@ -130,6 +132,7 @@ class MicroBatcher(Generic[Req, Res]):
         self._pending: list[_Row[Req, Res]] = []
         self._leading = False
         self.stats = BatchStats()
+        _ALL.add(self)
 
     # ---------------------------------------------------------------------------------- callers
     def __call__(self, request: Req, group: Hashable = None) -> Res:
@@ -231,11 +234,25 @@ class MicroBatcher(Generic[Req, Res]):
             _COND.notify_all()
 
 
+def all_batch_stats() -> dict[str, BatchStats]:
+    """The :class:`BatchStats` of every live batcher in the process, by name (summed over same names)."""
+    out: dict[str, BatchStats] = {}
+    for b in list(_ALL):
+        st = out.setdefault(b.name, BatchStats())
+        st.batches += b.stats.batches
+        st.rows += b.stats.rows
+        st.largest = max(st.largest, b.stats.largest)
+        st.isolated += b.stats.isolated
+        for k, v in b.stats.sizes.items():
+            st.sizes[k] = st.sizes.get(k, 0) + v
+    return out
+
+
 def batch_stats(obj: Any) -> dict[str, BatchStats]:
     """The :class:`BatchStats` of every batcher a model object holds (``{name: stats}``)."""
     found = getattr(obj, "_batchers", None) or {}
     return {name: b.stats for name, b in found.items()}
 
 
-__all__ = ["MAX_WAIT_LIMIT_S", "BatchStats", "MicroBatcher", "batch_stats", "compute_slot", "note_in_flight",
+__all__ = ["MAX_WAIT_LIMIT_S", "BatchStats", "MicroBatcher", "all_batch_stats", "batch_stats", "compute_slot", "note_in_flight",
            "notes_in_flight"]

@@ -34,6 +34,26 @@ from medslm.models.base import (
 log = logging.getLogger(__name__)
 
 
+def default_threads() -> int | None:
+    """Torch intra-op threads while this backend computes on CPU: ``$MEDSLM_LM_THREADS``, else 1.
+
+    On a 2-core machine shared with other processes, 2 spin-waiting OpenMP threads made the summarizer's
+    decoding several times slower than 1 thread (bench/runner.py, docs/batching.md: a note's sections in
+    ~40 s with 1 thread vs > 200 s with 2 at load 9-12); the notes in flight are batched instead, one
+    batch at a time. ``MEDSLM_LM_THREADS=0`` leaves torch's setting alone (a quiet or larger machine).
+    """
+    import os
+
+    raw = os.environ.get("MEDSLM_LM_THREADS", "1").strip()
+    return int(raw) if raw else None
+
+
+def _threads(model: TransformersModel) -> Any:
+    from medslm.models.encoder import intra_op_threads
+
+    return intra_op_threads(model.threads if str(model.device).startswith("cpu") else None)
+
+
 def choice_regex(options: Sequence[str]) -> str:
     import re
 
@@ -59,8 +79,10 @@ class TransformersModel:
         dtype: str = "float32",
         max_context: int | None = None,
         adapter: str | Path | None = None,
+        threads: int | None = -1,
     ) -> None:
         self.source = str(source)
+        self.threads = default_threads() if threads == -1 else threads
         self.adapter = Path(adapter) if adapter is not None else None
         self.adapter_config: dict[str, Any] = {}
         if self.adapter is not None:
@@ -262,14 +284,16 @@ class TransformersModel:
         if not batch:
             return []
         if temperature > 0:
-            return self._generate_batch_now(batch, constraint, max_tokens=max_tokens, temperature=temperature,
-                                            seed=seed)
+            with _threads(self):
+                return self._generate_batch_now(batch, constraint, max_tokens=max_tokens, temperature=temperature,
+                                                seed=seed)
         return self._batchers["generate_batch"]((tuple(batch), constraint, max_tokens),
                                                 group=(self._constraint_key(constraint), max_tokens))
 
     def _batch_rows(self, calls: list[tuple[tuple[Messages, ...], Constraint | None, int]]) -> list[Any]:
         msgs = [m for call in calls for m in call[0]]
-        gens = self._generate_batch_now(msgs, calls[0][1], max_tokens=calls[0][2])
+        with _threads(self):
+            gens = self._generate_batch_now(msgs, calls[0][1], max_tokens=calls[0][2])
         out, at = [], 0
         for call in calls:
             out.append(gens[at : at + len(call[0])])
@@ -382,7 +406,7 @@ class TransformersModel:
         error of that call alone)."""
         import torch
 
-        with self._lock:
+        with self._lock, _threads(self):
             self.load()
             t0 = time.perf_counter()
             rows: list[tuple[int, list[int], int, Constraint | None, int]] = []  # call, own tokens, limit, constraint, k
@@ -561,7 +585,7 @@ class TransformersModel:
     def _score_rows(self, calls: list[tuple[Messages, tuple[str, ...]]]) -> list[ChoiceScores]:
         import torch
 
-        with self._lock:
+        with self._lock, _threads(self):
             self.load()
             t0 = time.perf_counter()
             prompts = [self._encode_prompt(m, 32)[0].tolist() for m, _ in calls]
@@ -629,4 +653,4 @@ def _cache_kwarg(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-__all__ = ["TransformersModel", "choice_regex"]
+__all__ = ["TransformersModel", "choice_regex", "default_threads"]
