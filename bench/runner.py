@@ -230,8 +230,8 @@ def sweep(args: Any) -> dict[str, Any]:
     plain = plain_runner(graph)
     import torch
 
-    print(f"graph {args.graph}; {len(notes)} notes (sample_batch), {args.rounds} round(s); levels {levels} and a plain "
-          f"loop; torch threads {torch.get_num_threads()}, MEDSLM_LM_THREADS={os.environ.get('MEDSLM_LM_THREADS', '1')}, "
+    print(f"graph {args.graph}; {len(notes)} notes (sample_batch), {args.rounds} round(s); levels {levels}{'' if args.no_plain else ' and a plain loop'}"
+          f"; torch threads {torch.get_num_threads()}, MEDSLM_LM_THREADS={os.environ.get('MEDSLM_LM_THREADS', '1')}, "
           f"cores {os.cpu_count()}", flush=True)
     t = time.perf_counter()
     review_batch(notes[:2], context=ctx, progress=False, concurrency=min(2, max(levels)))
