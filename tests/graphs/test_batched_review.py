@@ -55,3 +55,36 @@ def test_four_notes_in_flight_give_the_reviews_of_one_at_a_time(tmp_path: Path) 
               if any(size > 1 and count > before.get(name, {}).get(size, 0) for size, count in st.sizes.items())}
     assert any(name.endswith(".generate_many") for name in merged), stats
     assert any(name.endswith((".predict", ".tokens")) for name in merged), stats
+
+
+def test_agents_are_serialised_per_note_not_across_notes() -> None:
+    import threading
+
+    from medslm.records import Note
+
+    ctx = ReviewContext(settings=Settings())
+    a, b = Note(id="a", text="x"), Note(id="b", text="y")
+    inside_a = threading.Event()
+    with ctx.agent_slot(a):
+        # another note's agent runs meanwhile ...
+        got_b = threading.Event()
+
+        def other_note() -> None:
+            with ctx.agent_slot(b):
+                got_b.set()
+
+        def same_note() -> None:
+            with ctx.agent_slot(Note(id="a", text="x")):
+                inside_a.set()
+
+        t = threading.Thread(target=other_note)
+        t.start()
+        assert got_b.wait(5)
+        t.join(5)
+        # ... while a second agent of the same note waits for the first
+        s = threading.Thread(target=same_note)
+        s.start()
+        assert not inside_a.wait(0.2)
+    assert inside_a.wait(5)
+    s.join(5)
+    assert ctx._note_locks == {}  # nothing left behind per note
