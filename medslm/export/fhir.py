@@ -30,9 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from medslm.errors import ExportError, MissingExtraError
-from medslm.export.results import agent_results, medication_attrs
+from medslm.export.results import agent_results, medication_attrs, medication_items
 from medslm.export.vocabularies import fhir_coding
-from medslm.records import AgentResult, Assertion, ChartReview, CodeAssignment, Entity, EntityType, ReviewStatus
+from medslm.records import (
+    AgentResult,
+    Assertion,
+    ChartReview,
+    CodeAssignment,
+    Entity,
+    EntityType,
+    ReviewStatus,
+)
 
 FHIR_VERSION = "4.3.0"
 #: base of medslm's own FHIR identifiers (extensions, code systems, identifier systems)
@@ -225,7 +233,7 @@ def summary_document(result: AgentResult[Any], ctx: FhirContext) -> Iterator[dic
 def medication_statements(result: AgentResult[Any], ctx: FhirContext) -> Iterator[dict[str, Any]]:
     """A medication agent (:class:`medslm.export.results.MedicationMention` items): a MedicationStatement
     per mention, status from its assertion (negated: not-taken), the dose as dosage text."""
-    for i, item in enumerate(result.output):
+    for i, item in enumerate(medication_items(result.output)):
         m = medication_attrs(item)
         if m["assertion"] == Assertion.FAMILY:
             continue

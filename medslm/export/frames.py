@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from medslm.errors import ConfigurationError, ExportError, UnknownNameError
-from medslm.export.results import agent_results, medication_attrs
+from medslm.export.results import agent_results, medication_attrs, medication_items
 from medslm.records import AgentResult, ChartReview, CodeAssignment, Entity
 
 FrameRenderer = Callable[[AgentResult[Any], ChartReview], Iterable[dict[str, Any]]]
@@ -54,7 +54,7 @@ def summary_rows(result: AgentResult[Any], review: ChartReview) -> Iterator[dict
 
 
 def medication_rows(result: AgentResult[Any], review: ChartReview) -> Iterator[dict[str, Any]]:
-    for i, item in enumerate(result.output):
+    for i, item in enumerate(medication_items(result.output)):
         m = medication_attrs(item)
         yield {"medication": i, **{k: v for k, v in m.items() if k != "concepts"},
                "assertion": m["assertion"].value, "concepts": [c.id for c in m["concepts"]]}

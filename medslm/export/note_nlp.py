@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote
 from pydantic import BaseModel, ConfigDict, Field
 
 from medslm.errors import ConfigurationError, ExportError, MissingExtraError
-from medslm.export.results import agent_results, medication_attrs, nlp_system
+from medslm.export.results import agent_results, medication_attrs, medication_items, nlp_system
 from medslm.export.vocabularies import omop_source, split_concept_id
 from medslm.records import AgentResult, Assertion, ChartReview, CodeAssignment, Entity
 
@@ -224,7 +224,7 @@ def code_terms(result: AgentResult[list[CodeAssignment]], ctx: NoteNlpContext) -
 def medication_terms(result: AgentResult[Any], ctx: NoteNlpContext) -> Iterator[Term]:
     """A medication agent (:class:`medslm.export.results.MedicationMention` items): one term per concept."""
     system = nlp_system(result.agent or "medication", result)
-    for item in result.output:
+    for item in medication_items(result.output):
         m = medication_attrs(item)
         exists, temporal, mods = assertion_terms(m["assertion"])
         base = {**mods, "assertion": m["assertion"].value, "type": "medication", "end": m["end"],

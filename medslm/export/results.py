@@ -49,14 +49,39 @@ class MedicationMention(Protocol):
     frequency: str | None
 
 
+def medication_items(output: Any) -> list[Any]:
+    """The medication mentions of a medication agent's output: the built-in agent's
+    :class:`~medslm.agents.medication.Medications` (its ``medications``; allergies are not statements of
+    use), or a plain sequence of mention records from another agent."""
+    if output is None:
+        return []
+    meds = getattr(output, "medications", None)
+    if meds is not None:
+        return list(meds)
+    return list(output)
+
+
 def medication_attrs(m: Any) -> dict[str, Any]:
-    """A medication item's exported attributes; optional ones missing from a record read as ``None``."""
+    """A medication item's exported attributes; optional ones missing from a record read as ``None``.
+
+    Reads both the protocol's names (``text``, ``concepts``) and the built-in record's (``drug``,
+    ``concept``, ``dose`` + ``unit``); a mention is ``present`` unless the record says otherwise."""
+    text = getattr(m, "text", None) or getattr(m, "drug", "")
+    concepts = getattr(m, "concepts", None)
+    if concepts is None:
+        one = getattr(m, "concept", None)
+        concepts = (one,) if one is not None else ()
+    dose = getattr(m, "dose", None)
+    unit = getattr(m, "unit", None)
+    if dose and unit:
+        dose = f"{dose} {unit}"
+    route = getattr(m, "route", None)
     return {
-        "start": int(m.start), "end": int(m.end), "text": str(m.text),
+        "start": int(m.start), "end": int(m.end), "text": str(text),
         "assertion": Assertion(getattr(m, "assertion", Assertion.PRESENT)),
-        "concepts": tuple(getattr(m, "concepts", ()) or ()),
+        "concepts": tuple(concepts or ()),
         "confidence": float(getattr(m, "confidence", 0.0)),
-        "dose": getattr(m, "dose", None), "route": getattr(m, "route", None),
+        "dose": dose, "route": str(getattr(route, "value", route)) if route is not None else None,
         "frequency": getattr(m, "frequency", None),
     }
 
@@ -76,4 +101,4 @@ def nlp_system(agent: str, result: AgentResult[Any]) -> str:
     return f"medslm {__version__} {agent}: {model}"
 
 
-__all__ = ["AGENT_FIELDS", "MedicationMention", "agent_results", "medication_attrs", "nlp_system"]
+__all__ = ["AGENT_FIELDS", "MedicationMention", "agent_results", "medication_attrs", "medication_items", "nlp_system"]

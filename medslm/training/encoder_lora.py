@@ -465,3 +465,55 @@ class FitJob:
         return cls(d["component"], EncoderTask(**d["task"]), examples, LoraSettings(**settings), int(d["seed"]), d["dev"])
 
 
+def _as_example(e: Any) -> Any:
+    if isinstance(e, list) and len(e) >= 2 and isinstance(e[1], list):  # token: (text, spans[, head])
+        spans = [tuple(s) for s in e[1]]
+        return (e[0], spans, *e[2:])
+    if isinstance(e, list) and len(e) == 2 and isinstance(e[0], list):  # pair
+        return (tuple(e[0]), e[1])
+    return tuple(e) if isinstance(e, list) else e
+
+
+def dev_metric_of(job: FitJob) -> Callable[[Any], float] | None:
+    if not job.dev:
+        return None
+    from importlib import import_module
+
+    mod, fn = job.dev["metric"].split(":")
+    return getattr(import_module(mod), fn)(job.dev)  # type: ignore[no-any-return]
+
+
+def fit_job(job: FitJob, out: str | Path, *, device: str = "cpu", log_every: int = 200) -> dict[str, Any]:
+    """Fit ``job`` into ``out`` (``config.json``, ``adapter.safetensors``) and return its history.
+
+    With ``$MEDSLM_FIT_CACHE`` set to a folder: an adapter already fitted for the same :meth:`FitJob.key`
+    there (``<key>/``, e.g. fitted on a GPU by ``bench/device_fit.py``) is copied instead of fitting again
+    (the history says where and on which device it was fitted); a new fit is stored there too.
+    """
+    import os
+    import shutil
+
+    key = job.key()
+    out = Path(out)
+    cache = Path(os.environ["MEDSLM_FIT_CACHE"]) / key if os.environ.get("MEDSLM_FIT_CACHE") else None
+    if cache is not None and (cache / "adapter.safetensors").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("adapter.safetensors", "config.json"):
+            shutil.copyfile(cache / name, out / name)
+        history = json.loads((cache / "history.json").read_text(encoding="utf-8"))
+        history["reused"] = f"$MEDSLM_FIT_CACHE/{key}"
+        log.info("%s: adapter %s reused from the fit cache (fitted on %s)", job.component, key, history.get("device"))
+        return dict(history)
+    history = train_encoder(job.task, job.examples, out, settings=job.settings, dev_metric=dev_metric_of(job),
+                            seed=job.seed, device=device, log_every=log_every)
+    history["key"] = key
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        for name in ("adapter.safetensors", "config.json"):
+            shutil.copyfile(out / name, cache / name)
+        (cache / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+    return history
+
+
+__all__ = ["EncoderTask", "FitJob", "FrozenStates", "LoraSettings", "base_record", "dev_metric_of", "fit_job", "token_spans",
+           "top_forward", "train_encoder"]

@@ -65,7 +65,9 @@ def test_a_real_local_server_marked_remote_receives_no_canary_phi_from_any_path(
         paths = set(stub.paths)
         sent = "\n".join(stub.bodies)
     assert {"/v1/chat/completions"} <= paths
-    assert len(stub.bodies) >= 10
+    # role models, guardian, escalations, the caller's messages; the escalated summary does not go out: a plain
+    # OpenAI server refuses the summary's regex constraint and the summarizer keeps its extractive sentences
+    assert len(stub.bodies) >= 9
     assert "crushing chest pain" in sent and "SpO2 86%" in sent  # the clinical content went
     assert "Code this note" in sent and "acetaminophen" in sent  # the caller's and the guardian's prompts went
     assert _leaks(stub.bodies) == []
@@ -101,7 +103,7 @@ def test_an_escalated_results_evidence_points_at_the_right_words_of_the_original
     words = [NOTE.text[s.start : s.end] for f in flags.values() for s in f.evidence]
     assert words
     for w in words:  # every evidence span lands on the clinical words, never on a shifted stretch
-        assert re.search(r"SpO2|BP|HR|RR|chest pain|crushing|radiat|left arm|diaphoretic|collapsed|86%|82/50|124|26", w), w
+        assert re.search(r"SpO2|BP|HR|RR|chest pain|crushing|radiat|left arm|diaphoretic|collapsed|86%|82/50|124|26|ECG|troponin", w), w
     for s in new.evidence:
         assert 0 <= s.start < s.end <= len(NOTE.text)
 
