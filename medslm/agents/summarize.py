@@ -41,6 +41,8 @@ from medslm.records import (
     SummarySection,
     SummarySentence,
 )
+from medslm.routers.confidence import CHOICE_PROB, RULE_AGREEMENT
+from medslm.routers.confidence import combine as fuse
 
 __all__ = ["DEFAULT_SECTIONS", "MIN_CONTENT_WORDS", "SECTIONS", "SENTENCE_REGEX", "SummarizeAgent", "select_units"]
 
@@ -442,7 +444,10 @@ class SummarizeAgent:
             "slm_mean_token_prob": sum(gen_conf) / len(gen_conf) if gen_conf else 0.0,
         })
         quality = (sum(gen_conf) / len(gen_conf)) if gen_conf else min(1.0, signals["selection_strength"])
-        confidence = max(0.0, min(1.0, 0.5 * supported_frac + 0.25 * filled + 0.25 * quality)) if all_sents else 0.0
+        # the model's token probability (or the selection strength) and the faithfulness check's agreement
+        signals[CHOICE_PROB] = quality
+        signals[RULE_AGREEMENT] = supported_frac
+        confidence = fuse(signals) if all_sents else 0.0
         used_fallback = (not self.abstractive) or n_rejected > 0 or n_generated == 0
         summary = Summary(sections=sections, extractive=used_fallback)
         evidence = tuple(sorted({(s.start, s.end): s for x in all_sents for s in x.support}.values(),

@@ -306,7 +306,7 @@ class Pipeline:
         if t == "route":
             return N.make_route(agent_fields, policies)
         if t == "escalate":
-            return N.make_escalate(agent_fields, agent_objects)
+            return N.make_escalate(agent_fields, agent_objects, policies)
         if t == "review":
             return N.make_review(agent_fields)
         return {"guard_in": N.guard_in, "guard_out": N.guard_out, "verify": N.verify, "kg_lookup": N.kg_lookup}[t]

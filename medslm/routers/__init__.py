@@ -12,7 +12,7 @@ from medslm.routers.calibration import CalibrationSet, Calibrator, ece, reliabil
 from medslm.routers.confidence import SignalWeights, combine
 from medslm.routers.escalation import Escalator, TeacherStore
 from medslm.routers.policy import Budget, EscalationPolicy, EscalationStats, choose_threshold, note_escalation_rate
-from medslm.routers.resume import request_review, resume_item, resume_resolved
+from medslm.routers.resume import request_review, request_reviews, resume_item, resume_resolved, resume_thread
 from medslm.routers.review_queue import Decision, ItemStatus, ReviewItem, ReviewQueue
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "reliability",
     "reliability_plot",
     "request_review",
+    "request_reviews",
     "resume_item",
     "resume_resolved",
+    "resume_thread",
 ]
