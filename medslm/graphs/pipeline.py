@@ -183,8 +183,10 @@ class Pipeline:
             agent_name = name or str(node.name)
             spec = registry.find(agent_name)
             fld = spec.field if spec is not None else agent_name
+            # an agent object may bring its own routing policy (an Ensemble's m-of-k vote)
             return _Decl(agent_name, node, "agent", tuple(reads or ("note",)), tuple(writes or (fld,)),
-                         optional_reads or ("text", "entities"), None, policy, dict(options))
+                         optional_reads or ("text", "entities"), None,
+                         policy if policy is not None else getattr(node, "policy", None), dict(options))
         if callable(node):
             fname = name or getattr(node, "__name__", None)
             if not fname or fname == "<lambda>":

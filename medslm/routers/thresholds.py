@@ -281,6 +281,8 @@ class Calibrations:
         """``result`` with its calibrated confidence (raw kept); unchanged when uncalibrated or done."""
         if result.raw_confidence is not None or result.provenance.escalated:
             return result
+        if "ensemble_agreement" in result.signals:  # an ensemble's vote: not what the calibration was fitted on
+            return result
         cal = self.get(result.agent)
         if cal is None:
             return result
