@@ -356,9 +356,29 @@ def sqlite_checkpointer(path: str | Path) -> Any:
     from medslm.database import connect
 
     conn = connect(path, check_same_thread=False, autocommit=True)
-    saver = SqliteSaver(conn)
+    saver = SqliteSaver(conn, serde=checkpoint_serde())
     saver.setup()
     return saver
+
+
+def checkpoint_serde() -> Any:
+    """LangGraph's serializer allowed to rebuild medslm's records (and every registered agent's result
+    type) from a checkpoint, and nothing else beyond LangGraph's safe types."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from medslm import records, registry
+
+    allowed = {("medslm.records", n) for n in records.__all__}
+    for spec in registry.specs():
+        try:
+            t = spec.result_type
+        except Exception:  # noqa: BLE001 - a plug-in whose output type does not import: stays a dict
+            continue
+        allowed.add((t.__module__, t.__name__))
+        out = spec.output_type
+        if isinstance(out, type):
+            allowed.add((out.__module__, out.__qualname__))
+    return JsonPlusSerializer(allowed_msgpack_modules=sorted(allowed))
 
 
 def _checkpoint_path(durable: bool | str | Path | None, out_path: Path | None, engine: str, graph: Any) -> Path | None:
