@@ -14,20 +14,25 @@ from medslm.routers.escalation import Escalator, TeacherStore
 from medslm.routers.policy import Budget, EscalationPolicy, EscalationStats, choose_threshold, note_escalation_rate
 from medslm.routers.resume import request_review, request_reviews, resume_item, resume_resolved, resume_thread
 from medslm.routers.review_queue import Decision, ItemStatus, ReviewItem, ReviewQueue
+from medslm.routers.thresholds import AgentCalibration, Calibrations, OperatingCurve, ThresholdInForce
 
 __all__ = [
+    "AgentCalibration",
     "Budget",
     "CalibrationSet",
+    "Calibrations",
     "Calibrator",
     "Decision",
     "EscalationPolicy",
     "EscalationStats",
     "Escalator",
     "ItemStatus",
+    "OperatingCurve",
     "ReviewItem",
     "ReviewQueue",
     "SignalWeights",
     "TeacherStore",
+    "ThresholdInForce",
     "choose_threshold",
     "combine",
     "ece",
