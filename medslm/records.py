@@ -96,12 +96,20 @@ class EntityType(StrEnum):
 
 
 class Assertion(StrEnum):
+    """Whose finding a mention is and how certain: only ``present`` is the patient's current condition.
+
+    ``present`` also covers what someone else reports about the patient ("wife reports cough": the
+    patient's cough); ``family``: a relative's condition (family history); ``other_person``: someone
+    else's who is not a relative (spouse, partner, roommate, contacts: "wife has covid").
+    """
+
     PRESENT = "present"
     NEGATED = "negated"
     POSSIBLE = "possible"
     HISTORICAL = "historical"
     FAMILY = "family"
     HYPOTHETICAL = "hypothetical"
+    OTHER_PERSON = "other_person"
 
 
 class ConceptRef(_Record):
@@ -145,6 +153,18 @@ class RedFlag(_Record):
     detail: str = ""
 
 
+class TriageDriver(_Record):
+    """The finding that set the triage level: what a reviewer should check first."""
+
+    source: Literal["red_flag", "acuity_model", "specialist", "cost"] = Field(
+        description="red_flag: a red flag capped the level; acuity_model: a structured finding (vitals, arrival, "
+        "age, complaint word) weighed most; specialist: the fine-tuned model's reading of the triage text; "
+        "cost: the under-triage cost raised an uncertain level")
+    finding: str = Field(description="e.g. 'hypoxia', 'SpO2 < 94 %', 'arrived by ambulance', 'chief complaint'")
+    evidence: tuple[Span, ...] = Field(default=(), description="note spans of the finding")
+    detail: str = ""
+
+
 class TriageResult(_Record):
     """Acuity on the 1 (most urgent) - 5 scale of ESI / KTAS."""
 
@@ -153,6 +173,7 @@ class TriageResult(_Record):
     probabilities: dict[int, float] = Field(default_factory=dict, description="level -> probability")
     red_flags: tuple[RedFlag, ...] = ()
     rationale: str = ""
+    driver: TriageDriver | None = Field(default=None, description="the finding that drove the level")
 
 
 class SummarySentence(_Record):
@@ -418,6 +439,7 @@ __all__ = [
     "Summary",
     "SummarySection",
     "SummarySentence",
+    "TriageDriver",
     "TriageResult",
     "bind",
 ]

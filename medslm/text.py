@@ -85,8 +85,13 @@ NEGATION_CUES = re.compile(
     r"ruled?\s+out|r/o|never|nor|none)\b",
     re.I,
 )
-#: what ends a negation's scope
-CLAUSE_BREAK = re.compile(r"[.;:?!\n]|\bbut\b|\bhowever\b|\bexcept\b|\balthough\b|\bthough\b", re.I)
+#: what ends a negation's scope (a new assertion too: "denies HI, endorses SI")
+CLAUSE_BREAK = re.compile(
+    r"[.;:?!\n]|\bbut\b|\bhowever\b|\bexcept\b|\balthough\b|\bthough\b|"
+    r"\b(?:endorses|endorsing|endorsed|admits|admitting|admitted|reports|reporting|positive\s+for|states|stating|"
+    r"now\s+with|presents\s+with|complains\s+of|c/o)\b",
+    re.I,
+)
 
 
 def is_negated(text: str, start: int, window: int = 60, max_words: int = 6) -> bool:

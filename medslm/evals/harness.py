@@ -214,7 +214,7 @@ def _safety_score(golds: Sequence[Any], preds: Sequence[Any]) -> dict[str, float
 # The built-in agents' tasks (their registry specs name these); plug-ins bring their own TaskSpec.
 NER_TASK = TaskSpec("ner", "ner", "NCBI-disease test (PubTator, disease spans)", "medslm.evals.ner",
                     "evaluate_ner", "lenient_f1", _load_ner, _ner_pred, _ner_score, _ner_units,
-                    rules_agent={"model": None})
+                    rules_agent={"model": None, "slm": None, "assertion_model": None})
 ICD_TASK = TaskSpec("icd", "icd", "CodiEsp dev (English, diagnosis codes)", "medslm.evals.icd",
                     "evaluate_icd", "micro_f1", _load_icd, _icd_pred, _icd_score, _icd_units,
                     rules_agent={"model": None}, upstream=("ner",))

@@ -3,8 +3,9 @@
 A spec is ``"<backend>:<target>"`` or the word ``"embedded"``::
 
     "embedded"                                  SmolLM2-135M-Instruct from PyPI (the default)
+    "embedded?adapter=/artifacts/summarize-lora"  the same with a LoRA adapter merged in (a second copy)
     "transformers:/models/my-slm"               a local transformers folder (or a hub id, with internet);
-                                                options: "?dtype=bfloat16&device=cuda"
+                                                options: "?dtype=bfloat16&device=cuda&adapter=<folder>"
     "openai:http://127.0.0.1:8000/v1#my-model"  any OpenAI-compatible endpoint (vLLM, llama.cpp server)
     "llamacpp:/models/model.gguf"               llama.cpp (extra ``llamacpp``)
     "vllm:/models/my-slm"                       vLLM's offline engine on a GPU (extra ``vllm``)
@@ -34,10 +35,12 @@ def _embedded(target: str, settings: Settings) -> LanguageModel:
     from medslm.models import embedded
     from medslm.models.transformers_backend import TransformersModel
 
-    if target not in ("", "smollm2-135m"):
-        raise UnknownNameError("embedded model", target, ["smollm2-135m"])
+    name, opts = _options(target, ("adapter",))
+    if name not in ("", "smollm2-135m"):
+        raise UnknownNameError("embedded model", name, ["smollm2-135m"])
     folder = embedded.converted_dir(settings.cache_dir)
-    return TransformersModel(folder, model_id=embedded.MODEL_ID, revision=embedded.REVISION)
+    return TransformersModel(folder, model_id=embedded.MODEL_ID, revision=embedded.REVISION,
+                             adapter=opts.get("adapter"))
 
 
 def _options(target: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
@@ -55,7 +58,7 @@ def _options(target: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]
 def _transformers(target: str, settings: Settings) -> LanguageModel:
     from medslm.models.transformers_backend import TransformersModel
 
-    path, opts = _options(target, ("dtype", "device"))
+    path, opts = _options(target, ("dtype", "device", "adapter"))
     return TransformersModel(path, **opts)  # type: ignore[arg-type]
 
 
@@ -101,6 +104,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not sep:
         if backend == "embedded":
             return "embedded", ""
+        if backend.startswith("embedded?"):
+            return "embedded", backend.removeprefix("embedded")
         raise ConfigurationError(
             f"model spec {spec!r} has no backend; write 'embedded', 'transformers:{spec}' or "
             f"'openai:http://host:port/v1#{spec}'"

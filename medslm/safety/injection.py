@@ -149,13 +149,18 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return _text.sentence_spans(text, loose=True, min_chars=3)
 
 
+def candidate_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentences worth a learned model's look: a cue of talking to a machine, and at least three words
+    (a heading such as "INSTRUCTIONS" or a two-word line carries no order worth fencing)."""
+    return [(s, e) for s, e in sentence_spans(text) if _CUE.search(text[s:e]) and len(text[s:e].split()) >= 3]
+
+
 def learned_candidates(text: str, *, floor: float = 0.3, artifacts: str | None = None) -> list[InjectionCandidate]:
     """Sentences the injection head (MiniLM + logistic regression) scores at or above ``floor``."""
     from medslm.safety.heads import load_head
 
     head = load_head("guardian-injection", artifacts)
-    # a heading ("INSTRUCTIONS") or a two-word line carries no order worth fencing
-    spans = [(s, e) for s, e in sentence_spans(text) if _CUE.search(text[s:e]) and len(text[s:e].split()) >= 3]
+    spans = candidate_sentences(text)
     if not spans:
         return []
     from medslm.safety._embed import embed
@@ -218,4 +223,4 @@ def fence_text(text: str, spans: Sequence[Span], fill: str = " ") -> str:
     return "".join(chars)
 
 
-__all__ = ["HIDDEN_CHARS", "InjectionCandidate", "fence_text", "find_injection_candidates", "learned_candidates", "sentence_spans"]
+__all__ = ["HIDDEN_CHARS", "InjectionCandidate", "candidate_sentences", "fence_text", "find_injection_candidates", "learned_candidates", "sentence_spans"]
