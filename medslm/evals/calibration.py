@@ -98,13 +98,35 @@ def triage_heldout(data_dir: Path, *, artifacts: str | None, limit: int | None, 
                   data=[("ktas/data_dev.csv", "dev (all rows, CV folds)", "tune",
                          "CC BY 4.0 (Moon et al., PLOS ONE 2019, S1 data)")])
     t0 = time.perf_counter()
+    # The shipped specialist (triage-slm) is fitted on every KTAS dev row, so its own probabilities would be
+    # in sample here: the agent reads instead the out-of-fold distributions of the specialist's nested CV
+    # (medslm.evals.triage.cv_triage_slm, cached; each row scored by an adapter fitted without its fold), and
+    # the folds are that CV's, so the acuity model refitted per fold never sees the row either. The shipped
+    # decision settings (fusion weight, under-triage cost) are kept. --quick runs the shipped adapter.
+    oof: dict[str, dict[int, float]] = {}
+    probe = TriageAgent(model=s.model_for("triage"), artifacts=artifacts, scale="KTAS")
+    if probe.uses_specialist and not quick:
+        from medslm.evals.triage import cv_triage_slm
+
+        cv = cv_triage_slm(data_dir, rows=rows, folds=folds, seed=seed)
+        fold_of = {rec["id"]: rec["fold"] for rec in cv["rows"]}
+        oof = {rec["id"]: {lv + 1: float(p) for lv, p in enumerate(rec["standard"]["p_slm"])} for rec in cv["rows"]}
+        splits = [(np.asarray([i for i, r in enumerate(rows) if fold_of[r["id"]] != k]),
+                   np.asarray([i for i, r in enumerate(rows) if fold_of[r["id"]] == k]))
+                  for k in sorted(set(fold_of.values()))]
+        out.split += "; specialist probabilities out of fold (its nested CV)"
     lm = None
     for train_idx, test_idx in splits:
         model = AcuityModel(fit_triage_model([rows[i] for i in train_idx]))
         agent = TriageAgent(model=lm or s.model_for("triage"), acuity_model=model, artifacts=artifacts, scale="KTAS")
+        if probe.uses_specialist:
+            agent._specialist = probe.specialist  # loaded once; its tuned fusion weight and cost apply
         for i in test_idx:
             if i not in keep:
                 continue
+            if oof:
+                p_oof = oof[rows[i]["id"]]
+                agent.specialist_distribution = lambda texts, p=p_oof: [p for _ in texts]  # type: ignore[method-assign]
             r = agent.run(Note(id=rows[i]["id"], text=rows[i]["note"]), {})
             ok = r.output.level == rows[i]["expert"]
             out.add(rows[i]["id"], r.confidence, ok, float(ok))

@@ -28,7 +28,7 @@ from typing import Any
 from medslm.training import TrainContext, TrainResult, recipe
 
 #: held-out items run per agent (the calibration's sample size)
-ITEMS = {"triage": 300, "icd": 75, "ner": 80, "summarize": 45}
+ITEMS = {"triage": 887, "icd": 75, "ner": 100, "summarize": 45}
 QUICK_ITEMS = {"triage": 15, "icd": 6, "ner": 6, "summarize": 3}
 METHODS = ("identity", "temperature", "isotonic")
 SPLIT_TAG = {"triage": "ktas_cv", "icd": "codiesp_train_oof", "ner": "ncbi-disease_devel",
