@@ -11,7 +11,13 @@ Light to import (no torch, no httpx at import time)::
 from medslm.routers.calibration import CalibrationSet, Calibrator, ece, reliability, reliability_plot
 from medslm.routers.confidence import SignalWeights, combine
 from medslm.routers.escalation import Escalator, TeacherStore
-from medslm.routers.policy import Budget, EscalationPolicy, EscalationStats, choose_threshold, note_escalation_rate
+from medslm.routers.policy import (
+    Budget,
+    EscalationPolicy,
+    EscalationStats,
+    choose_threshold,
+    note_escalation_rate,
+)
 from medslm.routers.resume import request_review, request_reviews, resume_item, resume_resolved, resume_thread
 from medslm.routers.review_queue import Decision, ItemStatus, ReviewItem, ReviewQueue
 from medslm.routers.thresholds import AgentCalibration, Calibrations, OperatingCurve, ThresholdInForce

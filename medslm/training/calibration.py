@@ -5,8 +5,8 @@ refits the ICD agent's components and then its calibration, which runs last). Ea
 
 1. runs the agent **as it ships** (its model spec, and the trained components of the ``--out`` folder,
    else the shipped ones) on held-out data (:mod:`medslm.evals.calibration`: KTAS CV folds, CodiEsp
-   train out of fold, NCBI-disease devel, an MTS-Dialog train slice) and records whether each result was
-   correct;
+   train out of fold, NCBI-disease devel, the summarizer adapter's held-out MTS-Dialog train slice) and
+   records whether each result was correct;
 2. cross-fits identity, temperature and isotonic calibrators (5 folds: each item calibrated by a
    calibrator fitted on the others) and keeps the method with the lowest cross-fitted ECE; the figures
    (ECE with its 95 % bootstrap interval) are therefore out of sample;
@@ -28,11 +28,11 @@ from typing import Any
 from medslm.training import TrainContext, TrainResult, recipe
 
 #: held-out items run per agent (the calibration's sample size)
-ITEMS = {"triage": 887, "icd": 75, "ner": 100, "summarize": 45}
+ITEMS = {"triage": 887, "icd": 75, "ner": 100, "summarize": 60}
 QUICK_ITEMS = {"triage": 15, "icd": 6, "ner": 6, "summarize": 3}
 METHODS = ("identity", "temperature", "isotonic")
 SPLIT_TAG = {"triage": "ktas_cv", "icd": "codiesp_train_oof", "ner": "ncbi-disease_devel",
-             "summarize": "mts-dialog_train_slice"}
+             "summarize": "mts-dialog_heldout_tune_slice"}
 
 
 def fit_calibration(ctx: TrainContext, agent: str) -> TrainResult:

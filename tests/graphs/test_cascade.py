@@ -12,11 +12,11 @@ from typing import Any, ClassVar
 import pytest
 
 from medslm.agents.icd import IcdAgent
-from medslm.graphs.pipeline import Pipeline
 from medslm.graphs.context import ReviewContext
 from medslm.graphs.ensemble import Ensemble
+from medslm.graphs.pipeline import Pipeline
 from medslm.models.base import ChoiceScores, ModelInfo
-from medslm.records import AgentResult, Note, Provenance, Route, TriageResult
+from medslm.records import AgentResult, Note, Route, TriageResult
 from medslm.routers import Budget, EscalationPolicy, Escalator
 from medslm.settings import Settings
 
@@ -167,7 +167,7 @@ def test_an_escalated_icd_run_sees_the_ner_entities(tmp_path, kg) -> None:
              .add(SpyIcd(model=None, kg=kg)).add("route").add("escalate").add("review").compile())
     state = graph.invoke({"note": CHEST}, context=ctx)
     assert state["codes"].provenance.escalated and state["codes"].provenance.model_id == "big-llm"
-    (_, first), (model_id, escalated_saw) = SpyIcd.seen
+    _, (model_id, escalated_saw) = SpyIcd.seen
     assert model_id == "big-llm" and escalated_saw is not None
     assert [e.text for e in escalated_saw.output] == [e.text for e in state["entities"].output]
     assert any("chest pain" in e.text for e in escalated_saw.output)

@@ -61,7 +61,7 @@ def test_route_thresholds_come_from_settings_then_target_error_then_the_shipped_
     assert t.source == "target_error=0" and t.expected.accepted_error == 0.0 and t.threshold > 0.0
     t = Calibrations(s.model_copy(update={"target_error": 0.0, "thresholds": {"triage": 0.9}})).threshold("triage")
     assert t.source == "settings.thresholds" and t.threshold == 0.9
-    assert Calibrations(s).threshold("summarize").source == "uncalibrated default"
+    assert Calibrations(s).threshold("medication").source == "uncalibrated default"  # none ships
     # a result gets the calibrated confidence; its own stays in raw_confidence
     r = AgentResult[TriageResult](agent="triage", output=TriageResult(level=3), confidence=0.1)
     out = cals.apply(r)
