@@ -79,7 +79,7 @@ def main() -> None:
     args = ap.parse_args()
     import os
 
-    from medslm.evals.triage import fit_triage_model, read_ktas
+    from medslm.evals.ktas import fit_triage_model, read_ktas
     from medslm.records import AgentResult, Note, TriageResult
     from medslm.routers import ReviewQueue
     from medslm.training.distill import distill

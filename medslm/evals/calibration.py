@@ -83,7 +83,7 @@ def triage_heldout(data_dir: Path, *, artifacts: str | None, limit: int | None, 
 
     from medslm.agents.triage import TriageAgent
     from medslm.agents.triage_features import AcuityModel
-    from medslm.evals.triage import fit_triage_model, read_ktas
+    from medslm.evals.ktas import fit_triage_model, read_ktas
 
     s = _settings(settings)
     rows = read_ktas(data_dir)
@@ -101,13 +101,13 @@ def triage_heldout(data_dir: Path, *, artifacts: str | None, limit: int | None, 
     t0 = time.perf_counter()
     # The shipped specialist (triage-slm) is fitted on every KTAS dev row, so its own probabilities would be
     # in sample here: the agent reads instead the out-of-fold distributions of the specialist's nested CV
-    # (medslm.evals.triage.cv_triage_slm, cached; each row scored by an adapter fitted without its fold), and
+    # (medslm.training.triage_slm.cv_triage_slm, cached; each row scored by an adapter fitted without its fold), and
     # the folds are that CV's, so the acuity model refitted per fold never sees the row either. The shipped
     # decision settings (fusion weight, under-triage cost) are kept. --quick runs the shipped adapter.
     oof: dict[str, dict[int, float]] = {}
     probe = TriageAgent(model=s.model_for("triage"), artifacts=artifacts, scale="KTAS")
     if probe.uses_specialist and not quick:
-        from medslm.evals.triage import cv_triage_slm
+        from medslm.training.triage_slm import cv_triage_slm
 
         cv = cv_triage_slm(data_dir, rows=rows, folds=folds, seed=seed)
         fold_of = {rec["id"]: rec["fold"] for rec in cv["rows"]}

@@ -190,7 +190,10 @@ def review_batch(
     in-memory one without output). ``audit``: True writes ``<output>.audit.jsonl``; a path writes
     there; False writes none. ``engine="ray"`` runs the same graph with Ray Data (``graph`` must then
     be a ``"module:function"`` spec or a builder function importable by the workers).
-    ``concurrency`` > 1 runs notes in threads (useful when models are remote endpoints).
+    ``concurrency`` > 1 keeps that many notes in flight (threads): remote models see their requests
+    overlap, and local models (the transformers causal LM, the encoder specialists) gather the calls of
+    the notes in flight into one batch within a bounded wait (:mod:`medslm.models.batching`). Each
+    note's agents still run one at a time; the reviews are the same as with ``concurrency=1``.
     ``durable``: pause notes for human review in a SQLite checkpointer and resume them once resolved
     (default: on for the local engine with an output file and a medslm graph; a path names the file).
     ``resume_only``: only resume paused notes whose review items are all resolved; review no new note.
@@ -287,8 +290,14 @@ def review_batch(
             elif concurrency > 1:
                 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+                from medslm.models.batching import note_in_flight
+
+                def in_flight(n: Note) -> ChartReview:
+                    with note_in_flight():  # local models gather the calls of the notes in flight
+                        return run_one(n)
+
                 with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                    futures = {pool.submit(run_one, n): i for i, n in todo}
+                    futures = {pool.submit(in_flight, n): i for i, n in todo}
                     for fut in as_completed(futures):
                         record(futures[fut], fut.result())
             else:
@@ -372,7 +381,7 @@ def checkpoint_serde() -> Any:
     for spec in registry.specs():
         try:
             t = spec.result_type
-        except Exception:  # noqa: BLE001 - a plug-in whose output type does not import: stays a dict
+        except Exception:  # a plug-in whose output type does not import: stays a dict
             continue
         allowed.add((t.__module__, t.__name__))
         out = spec.output_type
@@ -407,7 +416,7 @@ def resume_note(graph: Any, saver: Any, queue: Any, context: ReviewContext, note
     t0 = time.perf_counter()
     try:
         out = resume_thread(graph, queue, tid, context=context, durability="exit")
-    except Exception as exc:  # noqa: BLE001 - one note's resume fails alone
+    except Exception as exc:  # one note's resume fails alone
         from medslm.graphs.builders import failed_review
         from medslm.graphs.nodes import failure_reason
 

@@ -126,7 +126,7 @@ class TriageDistiller:
         return [{"id": e.note_id, "note": e.text, "expert": int(e.label)} for e in extra]
 
     def fit(self, ctx: Any, extra: Sequence[Example], base_rows: Sequence[dict[str, Any]] | None = None) -> Any:
-        from medslm.evals.triage import fit_triage_model, read_ktas
+        from medslm.evals.ktas import fit_triage_model, read_ktas
         from medslm.training import TrainResult, write_json
         from medslm.training.triage_acuity import LICENCE, C
 
