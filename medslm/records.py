@@ -248,16 +248,36 @@ class Provenance(_Record):
     cost: float = Field(default=0.0, description="cost units (e.g. USD) the escalation configured")
 
 
+class HumanDecision(_Record):
+    """What a human reviewer decided about a result (the review queue's resolved item)."""
+
+    item_id: str = Field(description="the review item, 'rv-' + 16 hex characters")
+    decision: Literal["accept", "correct", "reject"]
+    reviewer: str | None = Field(default=None, description="who decided (as given to review-queue resolve)")
+    comment: str | None = None
+
+
 class AgentResult(_Record, Generic[T]):
-    """One agent's typed output with a computed confidence, its evidence and its provenance."""
+    """One agent's typed output with a computed confidence, its evidence and its provenance.
+
+    ``confidence`` is what routing compares with the agent's threshold: the agent's own (fused) confidence
+    until the ``route`` node applies the agent's calibrator, then the calibrated one, with the agent's
+    value kept in ``raw_confidence`` and the calibrator named in ``calibration``.
+    """
 
     agent: str
     output: T
-    confidence: float = Field(ge=0.0, le=1.0, description="calibrated when a calibrator is configured")
+    confidence: float = Field(ge=0.0, le=1.0, description="calibrated once routed (see raw_confidence)")
     evidence: tuple[Span, ...] = ()
     provenance: Provenance = Field(default_factory=Provenance)
     signals: dict[str, float] = Field(default_factory=dict, description="raw confidence signals")
     route: Route | None = Field(default=None, description="what routing decided for this result")
+    raw_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="the agent's own confidence before calibration (None: not calibrated)")
+    calibration: str | None = Field(
+        default=None, description="the calibrator applied, e.g. 'calibration-triage:isotonic' (None: none)")
+    human: HumanDecision | None = Field(default=None, description="the human reviewer's decision, when one was made")
 
 
 class ReviewStatus(StrEnum):
@@ -405,6 +425,7 @@ __all__ = [
     "ConceptRef",
     "Entity",
     "EntityType",
+    "HumanDecision",
     "Note",
     "PhiSpan",
     "Provenance",

@@ -138,7 +138,14 @@ class AgentSpec:
 
 @cache
 def _result_type(output: Any) -> type[AgentResult[Any]]:
-    return AgentResult[output]  # type: ignore[valid-type]
+    import sys
+
+    t: type[AgentResult[Any]] = AgentResult[output]  # type: ignore[valid-type]
+    # reachable by its name from its module, so a checkpointer can rebuild it (``AgentResult[TriageResult]``)
+    mod = sys.modules.get(t.__module__)
+    if mod is not None and not hasattr(mod, t.__name__):
+        setattr(mod, t.__name__, t)
+    return t
 
 
 class AgentRegistry:

@@ -51,9 +51,19 @@ class Settings(BaseModel):
         default=None, description="spec of the large LLM to escalate to (an 'openai:' endpoint); None: humans"
     )
     escalation_budget: int | None = Field(default=None, description="max escalations per job (None: no cap)")
+    escalation_max_cost: float | None = Field(
+        default=None, description="max cost of a job's escalations (the Escalator's price units; None: no cap)"
+    )
     thresholds: dict[str, float] = Field(
         default_factory=dict,
-        description="agent -> confidence under which its result escalates (or goes to review); others 0.5",
+        description="agent -> calibrated confidence under which its result escalates (or goes to review); "
+        "overrides target_error and the shipped defaults",
+    )
+    target_error: float | dict[str, float] | None = Field(
+        default=None,
+        description="highest error wanted on accepted results: one value for every agent, or agent -> value "
+        "(key 'default' for the others); each agent's threshold is read off its shipped calibration curve. "
+        "None: the shipped defaults (chosen on dev data for <= 5 % of an agent's calls escalated)",
     )
     allow_phi_to_remote: bool = Field(
         default=False, description="send identified text to an endpoint not on this machine (off: de-identified)"
@@ -71,6 +81,23 @@ class Settings(BaseModel):
     )
     log_level: str = Field(default="WARNING", description="medslm's log level (MEDSLM_LOG_LEVEL; -v: INFO, -vv: DEBUG)")
     seed: int = 0
+
+    @field_validator("target_error")
+    @classmethod
+    def _target(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        values = [v] if isinstance(v, int | float) else list(v.values()) if isinstance(v, dict) else []
+        for x in values:
+            if not 0.0 <= float(x) <= 1.0:
+                raise ValueError(f"target_error {x!r} must lie in [0, 1] (e.g. 0.1: at most 10 % wrong)")
+        return v
+
+    def target_error_for(self, agent: str) -> float | None:
+        """The error target of ``agent``: its own, else the ``default`` one / the global one, else None."""
+        t = self.target_error
+        if isinstance(t, dict):
+            value = t.get(agent, t.get("default"))
+            return float(value) if value is not None else None
+        return float(t) if t is not None else None
 
     @field_validator("log_level")
     @classmethod

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from medslm.agents.icd_model import CodingModel, Evidence
 from medslm.models.base import prompt_hash
 from medslm.records import AgentResult, Assertion, CodeAssignment, Entity, EntityType, Note, Provenance, Span
+from medslm.routers.confidence import CHOICE_PROB, KG_VERIFIED, kg_verification
+from medslm.routers.confidence import combine as fuse
 
 if TYPE_CHECKING:
     from medslm.knowledge import KnowledgeGraph
@@ -465,9 +467,13 @@ class IcdAgent:
         chosen, signals = coding.chosen, coding.signals
         # a note is as certain as its weakest emitted code and the strongest code left out
         if coding.ranked or chosen:
-            conf = min(signals["min_code_confidence"] if chosen else 1.0, 1.0 - signals["best_rejected_confidence"])
+            signals[CHOICE_PROB] = min(signals["min_code_confidence"] if chosen else 1.0,
+                                       1.0 - signals["best_rejected_confidence"])
         else:
-            conf = 0.5  # nothing in the text the graph knows: no evidence either way
+            signals[CHOICE_PROB] = 0.5  # nothing in the text the graph knows: no evidence either way
+        # the KG's say: the share of emitted codes that are billable leaves of ICD-10-CM
+        signals[KG_VERIFIED] = kg_verification(sum(c.billable for c in chosen), len(chosen))
+        conf = fuse(signals)
         lm = self._lm
         info = lm.info if lm is not None else None
         log.debug("icd note=%s emitted=%d candidates=%d", note.id, len(chosen), len(coding.ranked))

@@ -38,6 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from medslm.errors import MedslmError
 from medslm.models.base import JsonSchema, prompt_hash
 from medslm.records import AgentResult, ConceptRef, Note, Provenance, Span
+from medslm.routers.confidence import CHOICE_PROB, RULE_AGREEMENT
+from medslm.routers.confidence import combine as fuse
 from medslm.text import sentence_spans
 
 log = logging.getLogger(__name__)
@@ -447,7 +449,10 @@ class MedicationAgent:
                 c.slm is not None and c.slm["kind"] == c.rules["kind"] for c in cands) / len(answered)
         items = [*meds, *allergies]
         # no candidate: nothing the vocabulary could see, so nothing to doubt; else the least sure item
-        confidence = min((i.confidence for i in items), default=1.0)
+        signals[CHOICE_PROB] = min((i.confidence for i in items), default=1.0)
+        if answered:
+            signals[RULE_AGREEMENT] = signals["slm_rules_kind_agreement"]
+        confidence = fuse(signals)
         out = Medications(medications=tuple(meds), allergies=tuple(allergies),
                           no_known_allergies=bool(NKDA_RE.search(text)))
         evidence = tuple(s for m in meds for s in m.evidence) + tuple(

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from medslm.models.base import prompt_hash
 from medslm.records import AgentResult, Assertion, ConceptRef, Entity, EntityType, Note, Provenance, Span
+from medslm.routers.confidence import CHOICE_PROB, RULE_AGREEMENT
+from medslm.routers.confidence import combine as fuse
 from medslm.text import sentence_spans
 
 if TYPE_CHECKING:
@@ -526,7 +528,10 @@ class NerAgent:
         slm = self._slm
         confs = [e.confidence for e in entities]
         # the note's confidence: mean entity confidence, pulled down by the weakest mention
-        conf = (0.5 * signals["mean_confidence"] + 0.5 * signals["min_confidence"]) if confs else 0.9
+        signals[CHOICE_PROB] = (0.5 * signals["mean_confidence"] + 0.5 * signals["min_confidence"]) if confs else 0.9
+        if confs:  # agreement of the tagger with the lexicon / rules: mentions both found
+            signals[RULE_AGREEMENT] = signals["n_agree"] / len(confs)
+        conf = fuse(signals)
         log.debug("ner note=%s entities=%d slm_calls=%d", note.id, len(entities), int(signals["slm_calls"]))
         return AgentResult[list[Entity]](
             agent=self.name,

@@ -54,6 +54,8 @@ from medslm.records import (
     SummarySection,
     SummarySentence,
 )
+from medslm.routers.confidence import CHOICE_PROB, RULE_AGREEMENT
+from medslm.routers.confidence import combine as fuse
 
 __all__ = [
     "DEFAULT_SECTIONS",
@@ -635,7 +637,11 @@ class SummarizeAgent:
             quality = 0.5 * (sum(gen_conf) / len(gen_conf)) + 0.5 * accepted / written
         else:
             quality = min(1.0, signals["selection_strength"])
-        confidence = max(0.0, min(1.0, 0.5 * supported_frac + 0.25 * filled + 0.25 * quality)) if all_sents else 0.0
+        # the model's token probability and acceptance (or the selection strength), and the faithfulness
+        # check's agreement, folded by medslm.routers.confidence.combine
+        signals[CHOICE_PROB] = quality
+        signals[RULE_AGREEMENT] = supported_frac
+        confidence = fuse(signals) if all_sents else 0.0
         summary = Summary(sections=sections, extractive=used_fallback)
         evidence = tuple(sorted({(s.start, s.end): s for x in all_sents for s in x.support}.values(),
                                 key=lambda s: s.start))

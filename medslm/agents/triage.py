@@ -33,6 +33,8 @@ from medslm.agents.triage_features import AcuityModel, TriageFeatures, note_feat
 from medslm.errors import ConfigurationError, MedslmError
 from medslm.models.base import LanguageModel, prompt_hash
 from medslm.records import AgentResult, Note, Provenance, RedFlag, Span, TriageDriver, TriageResult
+from medslm.routers.confidence import CHOICE_PROB, RULE_AGREEMENT
+from medslm.routers.confidence import combine as fuse
 
 __all__ = ["LEVELS", "TriageAgent", "combine", "cost_matrix", "decide"]
 
@@ -250,7 +252,11 @@ class TriageAgent:
             signals["slm_weight"] = w
             agree.append(abs(slm_best - level) <= 1)
         signals["agreement"] = sum(agree) / len(agree)
-        confidence = min(1.0, max(0.0, p[level]))
+        # one confidence from the named signals (medslm.routers.confidence): the combined probability of
+        # the level, and whether the fitted model (and the SLM, within a level) agree with it
+        signals[CHOICE_PROB] = p[level]
+        signals[RULE_AGREEMENT] = signals["agreement"]
+        confidence = fuse(signals)
         driver = self.driver(text, level, feats, p_model, p_slm if w else None, dsig)
         rationale = _rationale(level, feats, dsig, _entity_note(state), driver)
         evidence = _evidence(feats)

@@ -101,6 +101,7 @@ _COMMANDS = {
     "train": ("medslm.cli.train", "train_command"),
     "serve": ("medslm.cli.serve", "serve_command"),
     "export": ("medslm.cli.export", "export_command"),
+    "distill": ("medslm.cli.distill", "distill_command"),
 }
 
 for _name, (_mod, _attr, _help) in _SUBAPPS.items():

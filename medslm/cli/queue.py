@@ -6,10 +6,12 @@
     medslm review-queue resolve rv-0123456789abcdef accept
     medslm review-queue resolve rv-0123456789abcdef correct --correction '{"level": 2}' --reviewer dr.lee
     medslm review-queue resolve rv-0123456789abcdef reject --comment "no evidence in the note"
+    medslm review-queue resume notes.jsonl -o reviews.jsonl  resume the notes whose items are all resolved
 
 The queue is a SQLite file: ``--queue PATH``, else ``$MEDSLM_REVIEW_QUEUE``, else
 ``<cache_dir>/review_queue.sqlite``. Resolving records the decision; the paused graph of that note is
-resumed by :func:`medslm.routers.resume_resolved` (the batch runner calls it), never by waiting.
+resumed by the next ``medslm review`` run of the same job (or ``medslm review-queue resume``, which only
+resumes), never by waiting: the output file then carries the reviewers' decisions.
 """
 
 from __future__ import annotations
@@ -138,6 +140,32 @@ def resolve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{item.id} resolved: {item.decision.value if item.decision else '?'}")
+
+
+@app.command("resume")
+def resume(
+    input: Annotated[Path, typer.Argument(help="the notes file of the job (.jsonl, .csv, .parquet)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the job's reviews file")],
+    graph: Annotated[str | None, typer.Option("--graph", help="the job's graph builder 'module:function'")] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="the job's results store")] = None,
+    threshold: Annotated[list[str] | None, typer.Option("--threshold", help="as given to medslm review")] = None,
+    target_error: Annotated[list[str] | None, typer.Option("--target-error", help="as given to medslm review")] = None,
+    artifacts: Annotated[Path | None, typer.Option("--artifacts", help="as given to medslm review")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Resume the job's notes paused for human review whose items are all resolved; review nothing new.
+
+    Give the same notes file, output and options as the `medslm review` run that paused them (they make
+    the job). The output file is rewritten with the reviewers' decisions.
+
+    Example: medslm review-queue resume notes.jsonl -o reviews.jsonl
+    """
+    from medslm.cli.review import review as review_cmd
+
+    review_cmd(input=input, output=output, samples=False, format=None, id_col="id", text_col="text",
+               engine="local", graph=graph, store=store, limit=None, concurrency=1, threshold=threshold,
+               target_error=target_error, durable=True, resume_only=True, artifacts=artifacts, show=False,
+               quiet=quiet, to=None)
 
 
 __all__ = ["app"]

@@ -7,6 +7,10 @@ Examples::
     medslm review notes.csv -o out.parquet --text-col body --id-col note_id
     medslm review notes.jsonl -o out.jsonl --graph mypkg.graphs:build --engine ray
     medslm review notes.jsonl --to omop-note-nlp -o notes.duckdb    # reviews also in notes.duckdb.reviews.jsonl
+    medslm review notes.jsonl -o reviews.jsonl --target-error 0.1   # thresholds for <= 10 % error accepted
+
+Notes whose results go to human review pause (durably, beside the output); after
+``medslm review-queue resolve``, rerunning the same command resumes them with the reviewers' decisions.
 """
 
 from __future__ import annotations
@@ -35,6 +39,14 @@ def review(
     threshold: Annotated[list[str] | None, typer.Option(
         "--threshold", help="AGENT=VALUE: confidence under which that agent's result escalates or goes to review "
         "(repeatable; default 0.5; also MEDSLM_THRESHOLDS=icd=0.3,triage=0.4)")] = None,
+    target_error: Annotated[list[str] | None, typer.Option(
+        "--target-error", help="VALUE or AGENT=VALUE: highest error wanted on accepted results; thresholds are read "
+        "off each agent's shipped calibration curve (repeatable; default: the shipped thresholds)")] = None,
+    durable: Annotated[bool, typer.Option(
+        "--durable/--no-durable", help="pause notes for human review in <output>.checkpoints.sqlite and resume "
+        "them on the next run once resolved (default: on)")] = True,
+    resume_only: Annotated[bool, typer.Option(
+        "--resume-only", hidden=True, help="only resume paused notes whose review items are resolved")] = False,
     artifacts: Annotated[Path | None, typer.Option(
         "--artifacts", help="folder of retrained artifacts (medslm train --out); default: $MEDSLM_ARTIFACTS, "
         "else the ones shipped with medslm")] = None,
@@ -80,6 +92,8 @@ def review(
         if threshold:
             settings = settings.model_copy(update={"thresholds": {**settings.thresholds,
                                                                   **parse_thresholds(threshold)}})
+        if target_error:
+            settings = settings.model_copy(update={"target_error": parse_target_error(target_error)})
     except MedslmError as exc:
         console.print(Text("error: ", style="red") + Text(terminal_safe(str(exc))))
         raise typer.Exit(2) from None
@@ -87,7 +101,7 @@ def review(
         report = review_batch(
             inputs, output, graph=graph, settings=settings, store=store, format=format, id_col=id_col,
             text_col=text_col, engine=engine, limit=None if samples else limit, progress=False if quiet else None,
-            concurrency=concurrency,
+            concurrency=concurrency, durable=None if durable else False, resume_only=resume_only,
         )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished notes are in the store; rerun the same command to resume")
@@ -99,6 +113,8 @@ def review(
         for r in report.reviews:
             print_review(r, console)
     console.print(report.summary(), soft_wrap=True, markup=False)  # one line: greppable, paths unbroken
+    for line in thresholds_lines(settings, report.reviews):
+        console.print(line, soft_wrap=True, markup=False)
     if report.output is not None:
         console.print(f"reviews: {report.output}" + (f"   audit: {report.audit}" if report.audit else ""),
                       soft_wrap=True, markup=False)
@@ -111,6 +127,52 @@ def review(
         except MedslmError as exc:
             console.print(f"error: {exc}", style="red", soft_wrap=True, markup=False)
             raise typer.Exit(2) from None
+
+
+def parse_target_error(items: list[str]) -> float | dict[str, float]:
+    """``["0.1"]`` -> 0.1; ``["icd=0.3", "0.1"]`` -> ``{"icd": 0.3, "default": 0.1}``."""
+    from medslm.errors import ConfigurationError
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.strip().rpartition("=")
+        try:
+            v = float(value)
+        except ValueError:
+            v = -1.0
+        if not 0.0 <= v <= 1.0:
+            raise ConfigurationError(f"--target-error {item.strip()!r}: expected VALUE or AGENT=VALUE, VALUE in [0, 1]")
+        out[name.strip() if sep else "default"] = v
+    return out["default"] if list(out) == ["default"] else out
+
+
+def thresholds_lines(settings: Any, reviews: list[ChartReview] | None = None) -> list[str]:
+    """The thresholds in force, where each came from, and what it does on held-out data (expected share
+    of the agent's calls escalated or sent to review, and error of the accepted ones), next to what this
+    run saw."""
+    from medslm.routers.thresholds import Calibrations
+
+    cals = Calibrations(settings)
+    agents = [a.name for a in registry.specs() if a.chart_review]
+    seen: dict[str, list[int]] = {}
+    for r in reviews or []:
+        for name, res in r.results.items():
+            c = seen.setdefault(name, [0, 0])
+            c[0] += 1
+            c[1] += bool(res.provenance.escalated or res.human is not None or (res.route is not None
+                                                                               and res.route.value != "accept"))
+    lines = ["thresholds in force (expected on held-out data: share of calls escalated or sent to review / "
+             "error of the accepted ones; then this run):"]
+    for a in agents:
+        t = cals.threshold(a)
+        exp = (f"expected {t.expected.escalation_share:.1%} / {t.expected.accepted_error:.1%} on {t.split}"
+               if t.expected is not None else "no calibration: nothing expected")
+        run = (f"; this run {seen[a][1]}/{seen[a][0]} ({seen[a][1] / seen[a][0]:.0%})"
+               if seen.get(a) and seen[a][0] else "")
+        stale = f"; calibration not applied: {t.stale}" if t.stale else ""
+        lines.append(f"  {a}: {t.threshold:.3f} ({t.source}{', ' + t.calibration if t.calibration else ''}); "
+                     f"{exp}{run}{stale}")
+    return lines
 
 
 def print_review(r: ChartReview, console: Any) -> None:
@@ -200,4 +262,5 @@ def _generic_cell(result: Any) -> str:
     return raw if len(raw) <= 300 else raw[:297] + "..."
 
 
-__all__ = ["codes_cell", "entities_cell", "review", "review_table", "summary_cell", "triage_cell"]
+__all__ = ["codes_cell", "entities_cell", "parse_target_error", "review", "review_table", "summary_cell",
+           "thresholds_lines", "triage_cell"]

@@ -29,7 +29,10 @@ def audit_record(review: ChartReview, *, job_key: str, settings_hash: str | None
             "latency_ms": p.latency_ms, "cost": p.cost, "confidence": r.confidence,
             "route": r.route.value if r.route is not None else None,
             "escalated": p.escalated, "escalation_reason": p.escalation_reason,
+            "raw_confidence": r.raw_confidence, "calibration": r.calibration,
         }
+        if r.human is not None:  # who decided: the reviewer's name as given to review-queue resolve
+            agents[r.agent]["human"] = r.human.model_dump(mode="json", exclude={"comment"})
     reason_code = review.reason.split(":", 1)[0] if review.reason and review.status.value != "needs_review" else None
     return {
         "note_id": review.note_id,
@@ -48,6 +51,8 @@ def audit_record(review: ChartReview, *, job_key: str, settings_hash: str | None
         "safety_out": _verdict(review.safety_out),
         "n_issues": len(review.issues),
         "review_items": list(review.review_items),
+        "reviewer_decisions": [{"agent": r.agent, **r.human.model_dump(mode="json", exclude={"comment"})}
+                               for r in review.agent_results() if r.human is not None],
         "tokens_in": tokens_in,
         "tokens_out": tokens_out,
         "cost": cost,

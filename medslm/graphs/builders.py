@@ -211,16 +211,59 @@ def failed_review(note_id: str, reason: str, *, config_hash: str | None = None, 
 
 
 def run_note(graph: Any, note: Note, context: ReviewContext, config: Mapping[str, Any] | None = None,
-             config_hash: str | None = None) -> ChartReview:
-    """Run ``graph`` on one note; any crash becomes a ``failed`` review (never an exception)."""
+             config_hash: str | None = None, **invoke_kwargs: Any) -> ChartReview:
+    """Run ``graph`` on one note; any crash becomes a ``failed`` review (never an exception).
+
+    A run paused for human review (a durable batch: the ``review`` node's ``interrupt``) becomes a
+    ``needs_review`` review of what the graph had so far, screened by ``guard_out`` like a finished one.
+    """
     t0 = time.perf_counter()
     config_hash = config_hash or context.config_hash
     try:
-        state = graph.invoke({"note": note}, config=dict(config) if config else None, context=context)
+        state = graph.invoke({"note": note}, config=dict(config) if config else None, context=context,
+                             **invoke_kwargs)
     except Exception as exc:  # noqa: BLE001 - per-note isolation
         return failed_review(note.id, f"graph: {failure_reason(exc)}", config_hash=config_hash, sha256=note.sha256)
-    return review_from_state(state, config_hash=config_hash,
-                             latency_ms=round((time.perf_counter() - t0) * 1000, 3))
+    return finished_review(state, context, config_hash=config_hash, latency_ms=(time.perf_counter() - t0) * 1000)
+
+
+def finished_review(state: Mapping[str, Any], context: ReviewContext, *, config_hash: str | None = None,
+                    latency_ms: float = 0.0) -> ChartReview:
+    """The review of a graph's output: finished, or paused on review items (``__interrupt__``)."""
+    if state.get("__interrupt__"):
+        state = paused_state(state, context)
+    return review_from_state(state, config_hash=config_hash, latency_ms=round(latency_ms, 3))
+
+
+def paused_state(state: Mapping[str, Any], context: ReviewContext) -> dict[str, Any]:
+    """A paused run's state with the review items it waits on and ``guard_out``'s screening of its
+    outputs (a pending note's summary is redacted like a finished one's)."""
+    from medslm.graphs.nodes import guard_out
+
+    items = [i for intr in state.get("__interrupt__") or () for i in _interrupt_items(intr)]
+    out = {k: v for k, v in state.items() if k != "__interrupt__"}
+    out["review_items"] = list(dict.fromkeys([*(out.get("review_items") or []), *items]))
+    if out.get("safety_out") is None and out.get("status") is None:
+        try:
+            out.update(guard_out(out, _ContextOnly(context)))
+        except Exception as exc:  # noqa: BLE001 - the note stays pending; the failure is recorded
+            out["errors"] = [*(out.get("errors") or []), f"guard_out: {failure_reason(exc)}"]
+    return out
+
+
+def _interrupt_items(intr: Any) -> list[str]:
+    v = getattr(intr, "value", None)
+    if not isinstance(v, dict):
+        return []
+    if isinstance(v.get("review_items"), list):
+        return [str(x) for x in v["review_items"]]
+    one = v.get("review_item")
+    return [str(one)] if one else []
+
+
+class _ContextOnly:
+    def __init__(self, context: ReviewContext) -> None:
+        self.context = context
 
 
 def review(
@@ -262,6 +305,8 @@ __all__ = [
     "cohort",
     "ed_queue",
     "load_graph",
+    "finished_review",
+    "paused_state",
     "review",
     "run_note",
     "triage_rules",

@@ -68,17 +68,25 @@ def make_agent(name: str, model: Any = "embedded", *, artifacts: Path | str | No
     return registry.get(name).build(model, **with_artifacts(registry.get(name), artifacts, options))
 
 
-def with_artifacts(agent_spec: Any, artifacts: Path | str | None, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` plus ``artifacts=`` when the agent's class takes it and a folder is configured."""
+def with_artifacts(agent_spec: Any, artifacts: Path | str | None, options: dict[str, Any],
+                   kg: Any = None) -> dict[str, Any]:
+    """``options`` plus ``artifacts=`` (a configured folder) and ``kg=`` (the run's knowledge graph) for
+    the agent classes that take them."""
     import inspect
 
-    if artifacts is None or "artifacts" in options:
+    extra: dict[str, Any] = {}
+    if artifacts is not None and "artifacts" not in options:
+        extra["artifacts"] = str(artifacts)
+    if kg is not None and "kg" not in options:
+        extra["kg"] = kg
+    if not extra:
         return options
     try:
         params = inspect.signature(registry.resolve(agent_spec.factory)).parameters
     except (TypeError, ValueError):
         return options
-    return {"artifacts": str(artifacts), **options} if "artifacts" in params else options
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return {**{k: v for k, v in extra.items() if k in params or takes_all}, **options}
 
 
 @dataclass
@@ -104,6 +112,7 @@ class ReviewContext:
     queue_path: Path | None = None
     interactive: bool = False
     serialize_agents: bool = True
+    calibrations: Any = None
     #: the batch job's key (set by the runner); review items are keyed by it (default: the settings hash)
     job_key: str | None = None
     _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -150,7 +159,8 @@ class ReviewContext:
         with self._lock:
             if key not in self.agents:
                 self.agents[key] = agent_spec.build(
-                    self._model(spec), **with_artifacts(agent_spec, self.settings.artifacts, options or {}))
+                    self._model(spec), **with_artifacts(agent_spec, self.settings.artifacts, options or {},
+                                                        kg=self.kg))
             return self.agents[key]
 
     def _model(self, spec: Any) -> Any:
@@ -184,12 +194,26 @@ class ReviewContext:
                 self.kg = KnowledgeGraph.default()
             return self.kg
 
+    def get_calibrations(self) -> Any:
+        """The run's :class:`~medslm.routers.thresholds.Calibrations` (loaded per agent on first use)."""
+        with self._lock:
+            if self.calibrations is None:
+                from medslm.routers.thresholds import Calibrations
+
+                self.calibrations = Calibrations(self.settings)
+            return self.calibrations
+
     def get_policy(self) -> RoutingPolicy:
+        """The escalation policy: each registered agent's threshold from its calibration and the settings
+        (``thresholds`` > ``target_error`` > the shipped default), the budget from the settings."""
         with self._lock:
             if self.policy is None:
-                from medslm.routers import EscalationPolicy
+                from medslm.routers import Budget, EscalationPolicy
 
-                self.policy = EscalationPolicy.from_settings(self.settings)
+                thresholds = self.get_calibrations().thresholds(registry.AGENTS.names())
+                self.policy = EscalationPolicy.from_settings(
+                    self.settings, {**thresholds, **self.settings.thresholds},
+                    budget=Budget(self.settings.escalation_budget, self.settings.escalation_max_cost))
             return self.policy
 
     def get_escalator(self) -> Escalating | None:

@@ -249,10 +249,12 @@ def make_route(agent_fields: Mapping[str, str], policies: Mapping[str, Any]) -> 
     """A route node over the graph's agent nodes (``node -> field``), with per-node policies."""
 
     def route(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
-        """Accept, escalate or send to review each agent result, by calibrated confidence and budget."""
+        """Calibrate each agent result (its shipped calibrator), then accept, escalate or send it to
+        review by its calibrated confidence, its threshold and the budget."""
         ctx = context_of(runtime)
         issues = state.get("issues") or []
         escalator = ctx.get_escalator()
+        calibrations = ctx.get_calibrations()
         update: dict[str, Any] = {}
         routes: dict[str, Route] = {}
         reasons: dict[str, str] = {}
@@ -260,20 +262,55 @@ def make_route(agent_fields: Mapping[str, str], policies: Mapping[str, Any]) -> 
             result = state.get(fld)
             if result is None:
                 continue
+            result = calibrations.apply(result)
             policy = policies.get(node) or ctx.get_policy()
             decided = Route(_decide(policy, result, state["note"].id))
             threshold = _threshold(policy, result.agent)
-            why = f"confidence {result.confidence:.2f}" + (f" vs threshold {threshold:.2f}" if threshold else "")
+            raw = f" (raw {result.raw_confidence:.2f})" if result.raw_confidence is not None else ""
+            why = f"confidence {result.confidence:.2f}{raw}" + (
+                f" vs threshold {threshold:.2f}" if threshold is not None else "")
             failed_checks = [i for i in issues if i.split(":", 1)[0] in (node, result.agent)]
-            if decided == Route.ACCEPT and failed_checks:
+            # an ESCALATE route holds one unit of the policy's budget (EscalationPolicy reserves it itself)
+            took = decided == Route.ESCALATE and _reserves(policy)
+            if decided == Route.ESCALATE and not took and not _take(policy):
+                decided, why = Route.REVIEW, f"{why}; escalation budget spent"
+            elif decided == Route.ACCEPT and failed_checks:
                 decided, why = Route.ESCALATE, f"{len(failed_checks)} verification issue(s)"
+                if not _take(policy):
+                    decided, why = Route.REVIEW, f"{why}; escalation budget spent"
             if decided == Route.ESCALATE and escalator is None:
                 decided, why = Route.REVIEW, f"{why}; no escalation model configured"
+                _refund(policy)  # nothing will be spent
             routes[node], reasons[node] = decided, f"{decided.value}: {why}"
             update[fld] = result.model_copy(update={"route": decided})
         return {**update, "routes": routes, "route_reasons": reasons}
 
     return route
+
+
+def _budget(policy: Any) -> Any:
+    return getattr(policy, "budget", None)
+
+
+def _reserves(policy: Any) -> bool:
+    """Whether the policy's ``decide`` reserved the budget unit of an ESCALATE itself."""
+    from medslm.routers.policy import EscalationPolicy
+
+    return isinstance(policy, EscalationPolicy)
+
+
+def _take(policy: Any) -> bool:
+    """Reserve one escalation of the policy's budget; True when allowed (or when there is no budget)."""
+    budget = _budget(policy)
+    if budget is not None and hasattr(budget, "take"):
+        return bool(budget.take())
+    return True
+
+
+def _refund(policy: Any) -> None:
+    budget = _budget(policy)
+    if budget is not None and hasattr(budget, "refund"):
+        budget.refund()
 
 
 def _decide(policy: Any, result: AgentResult[Any], note_id: str) -> Route:
@@ -295,9 +332,18 @@ def _threshold(policy: Any, agent: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def make_escalate(agent_fields: Mapping[str, str], agents: Mapping[str, Any]) -> NodeFn:
+def escalation_state(state: Mapping[str, Any], field_name: str) -> dict[str, Any]:
+    """What an escalated agent sees of the graph state: everything upstream agents wrote (the NER
+    entities for an ICD re-run, the guardian's fenced text…), not the result being escalated or routing."""
+    skip = {field_name, "routes", "route_reasons", "review_items", "reviewer_actions", "errors"}
+    return {k: v for k, v in state.items() if k not in skip}
+
+
+def make_escalate(agent_fields: Mapping[str, str], agents: Mapping[str, Any],
+                  policies: Mapping[str, Any] | None = None) -> NodeFn:
     def escalate(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
-        """Send results routed to ``escalate`` to the LLM; endpoint failures go to review."""
+        """Send results routed to ``escalate`` to the LLM with the graph state the agent needs; a failed
+        call is refunded to the budget and goes to review; what a call cost is charged."""
         ctx = context_of(runtime)
         escalator = ctx.get_escalator()
         routes: dict[str, Route] = {}
@@ -308,13 +354,22 @@ def make_escalate(agent_fields: Mapping[str, str], agents: Mapping[str, Any]) ->
                 continue
             fld = agent_fields[node]
             result = state[fld]
+            policy = (policies or {}).get(node) or ctx.get_policy()
             agent = agents.get(node) or (ctx.agent(node) if node in registry.AGENTS else None)
             try:
-                new = escalator.escalate(node, seen_note(state), result, agent)
+                new = escalator.escalate(node, seen_note(state), result, agent,
+                                         state=escalation_state(state, fld))
             except EndpointError as exc:
+                _refund(policy)  # the call failed: nothing was spent
                 routes[node], reasons[node] = Route.REVIEW, f"review: escalation failed ({type(exc).__name__})"
                 continue
-            final = Route(new.route) if new.route is not None else Route.ACCEPT
+            budget = _budget(policy)
+            if budget is not None and hasattr(budget, "charge"):
+                budget.charge(new.provenance.cost)
+            if (policies or {}).get(node) is not None:  # the node's own policy judges the LLM's answer
+                final = Route(_decide(policy, new, state["note"].id))
+            else:
+                final = Route(new.route) if new.route is not None else Route.ACCEPT
             routes[node] = final
             reasons[node] = f"{final.value}: escalated ({new.provenance.escalation_reason or 'low confidence'})"
             update[fld] = new.model_copy(update={"route": final})
@@ -325,40 +380,52 @@ def make_escalate(agent_fields: Mapping[str, str], agents: Mapping[str, Any]) ->
 
 def make_review(agent_fields: Mapping[str, str]) -> NodeFn:
     def review(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
-        """Queue results routed to ``review``; with ``interactive`` contexts, pause for a reviewer."""
+        """Queue every result routed to ``review``; in interactive and durable batch runs, pause the note
+        once for all of them (LangGraph ``interrupt``) and, on resume, apply each reviewer's decision."""
         ctx = context_of(runtime)
         note: Note = state["note"]
         reasons = state.get("route_reasons") or {}
+        todo = [(node, state[agent_fields[node]], reasons.get(node, "review"))
+                for node, route in (state.get("routes") or {}).items()
+                if route == Route.REVIEW and node in agent_fields]
+        if not todo:
+            return {}
+        # keyed by job, note content and payload: another patient under a reused id is a new item
+        key = {"job_key": ctx.job_key or ctx.config_hash, "note_sha256": note.sha256}
+        queue = ctx.get_queue()
+        if not ctx.interactive:
+            return {"review_items": [str(queue.add(note.id, node, result, reason, **key))
+                                     for node, result, reason in todo]}
+        from medslm.routers.resume import request_reviews
+
+        decisions = request_reviews(queue, note.id, todo, **key)
         items: list[str] = []
         actions: list[dict[str, Any]] = []
         update: dict[str, Any] = {}
         routes: dict[str, Route] = {}
-        for node, route in (state.get("routes") or {}).items():
-            if route != Route.REVIEW or node not in agent_fields:
-                continue
-            result = state[agent_fields[node]]
-            reason = reasons.get(node, "review")
-            # keyed by job, note content and payload: another patient under a reused id is a new item
-            key = {"job_key": ctx.job_key or ctx.config_hash, "note_sha256": note.sha256}
-            if not ctx.interactive:
-                items.append(str(ctx.get_queue().add(note.id, node, result, reason, **key)))
-                continue
-            from medslm.routers import request_review
-
-            decision = request_review(ctx.get_queue(), note.id, node, result, reason, **key)
-            items.append(str(decision.get("item_id", "")))
+        route_reasons: dict[str, str] = {}
+        for (node, result, _reason), (item_id, decision) in zip(todo, decisions, strict=True):
+            items.append(item_id)
             action = str(decision.get("decision") or decision.get("action") or "")
-            actions.append({"item_id": decision.get("item_id"), "agent": node, "action": action,
-                            "reviewer": decision.get("reviewer")})
+            reviewer = decision.get("reviewer")
+            actions.append({"item_id": item_id, "agent": node, "action": action, "reviewer": reviewer,
+                            "comment": decision.get("comment")})
+            human = {"item_id": item_id, "decision": action, "reviewer": reviewer, "comment": decision.get("comment")}
             fld = agent_fields[node]
+            who = f" by {reviewer}" if reviewer else ""
             if action == "accept":
-                update[fld] = result.model_copy(update={"route": Route.ACCEPT})
-                routes[node] = Route.ACCEPT
+                update[fld] = result.model_copy(update={"route": Route.ACCEPT, "human": human})
+                routes[node], route_reasons[node] = Route.ACCEPT, f"accept: accepted by a reviewer{who}"
             elif action == "correct" and decision.get("correction") is not None:
-                data = {**result.model_dump(mode="json"), "output": decision["correction"], "route": "accept"}
+                data = {**result.model_dump(mode="json"), "output": decision["correction"], "route": "accept",
+                        "human": human}
                 update[fld] = type(result).model_validate(data)
-                routes[node] = Route.ACCEPT
-        return {**update, "routes": routes, "review_items": items, "reviewer_actions": actions}
+                routes[node], route_reasons[node] = Route.ACCEPT, f"accept: corrected by a reviewer{who}"
+            elif action == "reject":
+                update[fld] = result.model_copy(update={"human": human})
+                route_reasons[node] = f"review: rejected by a reviewer{who}"
+        return {**update, "routes": routes, "route_reasons": route_reasons, "review_items": items,
+                "reviewer_actions": actions}
 
     return review
 

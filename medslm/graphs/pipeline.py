@@ -183,8 +183,10 @@ class Pipeline:
             agent_name = name or str(node.name)
             spec = registry.find(agent_name)
             fld = spec.field if spec is not None else agent_name
+            # an agent object may bring its own routing policy (an Ensemble's m-of-k vote)
             return _Decl(agent_name, node, "agent", tuple(reads or ("note",)), tuple(writes or (fld,)),
-                         optional_reads or ("text", "entities"), None, policy, dict(options))
+                         optional_reads or ("text", "entities"), None,
+                         policy if policy is not None else getattr(node, "policy", None), dict(options))
         if callable(node):
             fname = name or getattr(node, "__name__", None)
             if not fname or fname == "<lambda>":
@@ -306,7 +308,7 @@ class Pipeline:
         if t == "route":
             return N.make_route(agent_fields, policies)
         if t == "escalate":
-            return N.make_escalate(agent_fields, agent_objects)
+            return N.make_escalate(agent_fields, agent_objects, policies)
         if t == "review":
             return N.make_review(agent_fields)
         return {"guard_in": N.guard_in, "guard_out": N.guard_out, "verify": N.verify, "kg_lookup": N.kg_lookup}[t]

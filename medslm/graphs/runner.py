@@ -7,6 +7,14 @@ order, one line per input record. A bad record or a crashing note fails alone, w
 
 The job key (store key) is a hash of the settings' ``config_hash`` and the graph's nodes: change a
 model or a node and the job starts afresh; rerun the same job and only failed or new notes run.
+
+**Human review is durable.** With an output file, a note whose results go to human review pauses
+(LangGraph ``interrupt``) with its graph state in a SQLite checkpointer beside the output
+(``<output>.checkpoints.sqlite``, 0600: it holds the note) and is stored as ``needs_review``; the batch
+goes on. Once a reviewer resolved every item of that note (``medslm review-queue resolve``), the next run
+of the same job (``medslm review`` again, or ``medslm review-queue resume``) resumes its graph with the
+decisions: the output file then carries the accepted or corrected results, each with the reviewer's
+decision (``AgentResult.human``), and the audit file says who decided. Finished notes leave no checkpoint.
 """
 
 from __future__ import annotations
@@ -59,6 +67,8 @@ class BatchReport:
     skipped: int  # notes already done in the store
     seconds: float
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    resumed: int = 0  # paused notes resumed with the reviewers' decisions in this run
+    checkpoints: Path | None = None  # the durable checkpointer of paused notes (None: not durable)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -87,8 +97,9 @@ class BatchReport:
         share = self.escalated / n if n else 0.0
         fails = ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items())) or "none"
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        resumed = f", {self.resumed} resumed after human review" if self.resumed else ""
         return (
-            f"{n} notes ({self.processed} reviewed, {self.skipped} already done) in {self.seconds:.1f} s: "
+            f"{n} notes ({self.processed} reviewed, {self.skipped} already done{resumed}) in {self.seconds:.1f} s: "
             f"{self.notes_per_min / 60:.2f} notes/s ({self.notes_per_min:.1f} notes/min), p50 {self.percentile(0.5):.0f} ms, p95 {self.percentile(0.95):.0f} ms; "
             f"{counts}; escalated {self.escalated} ({share:.1%}); failures by reason: {fails}"
         )
@@ -170,6 +181,8 @@ def review_batch(
     concurrency: int = 1,
     ray_options: dict[str, Any] | None = None,
     on_review: Callable[[ChartReview], None] | None = None,
+    durable: bool | str | Path | None = None,
+    resume_only: bool = False,
 ) -> BatchReport:
     """Review every note of ``inputs`` (a file, or Notes / dicts / strings) with ``graph``.
 
@@ -181,6 +194,9 @@ def review_batch(
     overlap, and local models (the transformers causal LM, the encoder specialists) gather the calls of
     the notes in flight into one batch within a bounded wait (:mod:`medslm.models.batching`). Each
     note's agents still run one at a time; the reviews are the same as with ``concurrency=1``.
+    ``durable``: pause notes for human review in a SQLite checkpointer and resume them once resolved
+    (default: on for the local engine with an output file and a medslm graph; a path names the file).
+    ``resume_only``: only resume paused notes whose review items are all resolved; review no new note.
     """
     if engine not in ENGINES:
         raise UnknownNameError("engine", engine, ENGINES)
@@ -210,10 +226,21 @@ def review_batch(
     else:
         path = store if store is not None else (str(out_path) + ".store.sqlite" if out_path is not None else ":memory:")
         db = ResultStore(path, store_text=settings.store_note_text)
+    checkpoints = _checkpoint_path(durable, out_path, engine, g)
+    saver = None
+    if checkpoints is not None:
+        import dataclasses
+
+        saver = sqlite_checkpointer(checkpoints)
+        g = g.medslm_pipeline.compile(checkpointer=saver)
+        context = dataclasses.replace(context, interactive=True)
+    resumed = 0
     try:
         known = db.done(key)
         notes = [(i, r) for i, r in records if isinstance(r, Note)]
-        todo = [(i, n) for i, n in notes if not db.is_done(n.id, key, n.sha256, known)]
+        paused = [(i, n) for i, n in notes if saver is not None and known.get(n.id) == (
+            ReviewStatus.NEEDS_REVIEW.value, n.sha256)]
+        todo = [] if resume_only else [(i, n) for i, n in notes if not db.is_done(n.id, key, n.sha256, known)]
         bar = _Progress(len(records), progress)
         for _, r in records:
             if isinstance(r, InputFailure):
@@ -233,6 +260,25 @@ def review_batch(
             if on_review is not None:
                 on_review(review)
 
+        def run_durable(n: Note) -> ChartReview:
+            assert saver is not None
+            tid = thread_id(key, n)
+            saver.delete_thread(tid)  # a fresh run: nothing of an earlier attempt carries over
+            review = run_note(g, n, context, {"configurable": {"thread_id": tid}}, key, durability="exit")
+            if review.status != ReviewStatus.NEEDS_REVIEW or not review.review_items:
+                saver.delete_thread(tid)  # finished: no checkpoint (it holds the note) is kept
+                return review
+            # items a reviewer already resolved (a rerun after a crash): resume at once
+            again = resume_note(g, saver, context.get_queue(), context, n, key)
+            return again if again is not None else review
+
+        queue = context.get_queue() if paused else None
+        for i, n in paused:  # paused for review; resume those whose items are all resolved
+            review = resume_note(g, saver, queue, context, n, key)
+            if review is not None:
+                resumed += 1
+                record(i, review)
+        run_one = run_durable if saver is not None else (lambda n: run_note(g, n, context, None, key))
         try:
             if engine == "ray":
                 from medslm.graphs.ray_engine import run_ray
@@ -248,7 +294,7 @@ def review_batch(
 
                 def in_flight(n: Note) -> ChartReview:
                     with note_in_flight():  # local models gather the calls of the notes in flight
-                        return run_note(g, n, context, None, key)
+                        return run_one(n)
 
                 with ThreadPoolExecutor(max_workers=concurrency) as pool:
                     futures = {pool.submit(in_flight, n): i for i, n in todo}
@@ -256,7 +302,7 @@ def review_batch(
                         record(futures[fut], fut.result())
             else:
                 for i, n in todo:
-                    record(i, run_note(g, n, context, None, key))
+                    record(i, run_one(n))
         finally:
             bar.close()
 
@@ -284,10 +330,12 @@ def review_batch(
             audit_path = Path(audit)
             _write_jsonl(audits, audit_path)
         report = BatchReport(reviews, key, out_path, audit_path, db.path, len(todo), len(notes) - len(todo),
-                             time.perf_counter() - t0, latencies)
+                             time.perf_counter() - t0, latencies, resumed=resumed, checkpoints=checkpoints)
     finally:
         if own_store:
             db.close()
+        if saver is not None:
+            saver.conn.close()
     return report
 
 
@@ -304,9 +352,88 @@ def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
+# --------------------------------------------------------------------------- durable human review
+def thread_id(key: str, note: Note) -> str:
+    """The checkpointer thread of a note in a job: job key, note id and content hash."""
+    return f"{key}:{note.sha256[:16]}:{note.id}"
+
+
+def sqlite_checkpointer(path: str | Path) -> Any:
+    """LangGraph's ``SqliteSaver`` on a private (0600, WAL) SQLite file."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from medslm.database import connect
+
+    conn = connect(path, check_same_thread=False, autocommit=True)
+    saver = SqliteSaver(conn, serde=checkpoint_serde())
+    saver.setup()
+    return saver
+
+
+def checkpoint_serde() -> Any:
+    """LangGraph's serializer allowed to rebuild medslm's records (and every registered agent's result
+    type) from a checkpoint, and nothing else beyond LangGraph's safe types."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from medslm import records, registry
+
+    allowed = {("medslm.records", n) for n in records.__all__}
+    for spec in registry.specs():
+        try:
+            t = spec.result_type
+        except Exception:  # a plug-in whose output type does not import: stays a dict
+            continue
+        allowed.add((t.__module__, t.__name__))
+        out = spec.output_type
+        if isinstance(out, type):
+            allowed.add((out.__module__, out.__qualname__))
+    return JsonPlusSerializer(allowed_msgpack_modules=sorted(allowed))
+
+
+def _checkpoint_path(durable: bool | str | Path | None, out_path: Path | None, engine: str, graph: Any) -> Path | None:
+    if durable is False:
+        return None
+    if getattr(graph, "medslm_pipeline", None) is None or engine != "local":
+        if durable not in (None, True):
+            from medslm.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "durable human review needs the local engine and a medslm graph (a Pipeline or a builder of "
+                "one); pass durable=False (review items then go to the queue without pausing the note)")
+        return None
+    if isinstance(durable, str | Path):
+        return Path(durable)
+    return Path(str(out_path) + ".checkpoints.sqlite") if out_path is not None else None
+
+
+def resume_note(graph: Any, saver: Any, queue: Any, context: ReviewContext, note: Note, key: str) -> ChartReview | None:
+    """The review of a paused note resumed with its reviewers' decisions; None while any item is pending
+    (or when the note is not paused)."""
+    from medslm.graphs.builders import finished_review
+    from medslm.routers.resume import resume_thread
+
+    tid = thread_id(key, note)
+    t0 = time.perf_counter()
+    try:
+        out = resume_thread(graph, queue, tid, context=context, durability="exit")
+    except Exception as exc:  # one note's resume fails alone
+        from medslm.graphs.builders import failed_review
+        from medslm.graphs.nodes import failure_reason
+
+        log.warning("resuming note %s failed: %s", note.id, type(exc).__name__)
+        return failed_review(note.id, f"resume: {failure_reason(exc)}", config_hash=key, sha256=note.sha256)
+    if out is None:
+        return None
+    review = finished_review(out, context, config_hash=key, latency_ms=(time.perf_counter() - t0) * 1000)
+    if not out.get("__interrupt__"):
+        saver.delete_thread(tid)
+    return review
+
+
 async def areview_batch(inputs: Any, output: Any = None, **kwargs: Any) -> BatchReport:
     """:func:`review_batch` without blocking the event loop (runs in a worker thread)."""
     return await asyncio.to_thread(review_batch, inputs, output, **kwargs)
 
 
-__all__ = ["ENGINES", "BatchReport", "areview_batch", "failure_kind", "job_key", "load_graph", "review_batch"]
+__all__ = ["ENGINES", "BatchReport", "areview_batch", "failure_kind", "job_key", "load_graph", "resume_note",
+           "review_batch", "sqlite_checkpointer", "thread_id"]

@@ -11,23 +11,34 @@ Light to import (no torch, no httpx at import time)::
 from medslm.routers.calibration import CalibrationSet, Calibrator, ece, reliability, reliability_plot
 from medslm.routers.confidence import SignalWeights, combine
 from medslm.routers.escalation import Escalator, TeacherStore
-from medslm.routers.policy import Budget, EscalationPolicy, EscalationStats, choose_threshold, note_escalation_rate
-from medslm.routers.resume import request_review, resume_item, resume_resolved
+from medslm.routers.policy import (
+    Budget,
+    EscalationPolicy,
+    EscalationStats,
+    choose_threshold,
+    note_escalation_rate,
+)
+from medslm.routers.resume import request_review, request_reviews, resume_item, resume_resolved, resume_thread
 from medslm.routers.review_queue import Decision, ItemStatus, ReviewItem, ReviewQueue
+from medslm.routers.thresholds import AgentCalibration, Calibrations, OperatingCurve, ThresholdInForce
 
 __all__ = [
+    "AgentCalibration",
     "Budget",
     "CalibrationSet",
+    "Calibrations",
     "Calibrator",
     "Decision",
     "EscalationPolicy",
     "EscalationStats",
     "Escalator",
     "ItemStatus",
+    "OperatingCurve",
     "ReviewItem",
     "ReviewQueue",
     "SignalWeights",
     "TeacherStore",
+    "ThresholdInForce",
     "choose_threshold",
     "combine",
     "ece",
@@ -35,6 +46,8 @@ __all__ = [
     "reliability",
     "reliability_plot",
     "request_review",
+    "request_reviews",
     "resume_item",
     "resume_resolved",
+    "resume_thread",
 ]

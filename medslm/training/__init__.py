@@ -54,6 +54,7 @@ RECIPE_MODULES = (
     "medslm.training.guardian_heads",
     "medslm.training.summarize_lora",
     "medslm.training.guardian_slm",
+    "medslm.training.calibration",  # last: calibrations run the agents with the components fitted before them
 )
 
 
@@ -160,7 +161,8 @@ def recipes() -> dict[str, Recipe]:
 
 
 def resolve_targets(target: str | Sequence[str]) -> list[str]:
-    """Component names for ``"all"``, an agent name (``"ner"``: every component of that agent) or names."""
+    """Component names for ``"all"``, an agent name (``"ner"``: every component of that agent), a group
+    (``"calibration"``: every ``calibration-*`` component) or names; calibrations always come last."""
     table = recipes()
     names = [target] if isinstance(target, str) else list(target)
     out: list[str] = []
@@ -171,10 +173,13 @@ def resolve_targets(target: str | Sequence[str]) -> list[str]:
             out.append(name)
         elif any(r.agent == name for r in table.values()):
             out.extend(c for c, r in table.items() if r.agent == name)
+        elif any(c.startswith(name + "-") for c in table):
+            out.extend(c for c in table if c.startswith(name + "-"))
         else:
             agents = sorted({r.agent for r in table.values()})
             raise UnknownNameError("training component or agent", name, ["all", *table, *agents])
-    return list(dict.fromkeys(out))
+    found = list(dict.fromkeys(out))
+    return [c for c in found if not c.startswith("calibration-")] + [c for c in found if c.startswith("calibration-")]
 
 
 def _limit_threads(n: int | None) -> None:
@@ -192,14 +197,21 @@ def _limit_threads(n: int | None) -> None:
 
 def train_component(component: str, *, data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                     seed: int = 0, device: str = "cpu", quick: bool = False,
-                    threads: int | None = None) -> Manifest:
-    """Fit one component and write ``<out_dir>/<component>/`` with its manifest. Returns the manifest."""
+                    threads: int | None = None, recipe_fn: RecipeFn | None = None) -> Manifest:
+    """Fit one component and write ``<out_dir>/<component>/`` with its manifest. Returns the manifest.
+
+    ``recipe_fn`` replaces the component's registered recipe (``medslm distill`` refits with extra data).
+    """
     from medslm import __version__
 
     table = recipes()
     if component not in table:
         raise UnknownNameError("training component", component, list(table))
     rec = table[component]
+    if recipe_fn is not None:
+        from dataclasses import replace as _replace
+
+        rec = _replace(rec, fn=recipe_fn, description=rec.description + " (distilled)")
     out_root = Path(out_dir)
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{component}-", dir=out_root))
