@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 #: Modules that define recipes; imported on first use of the registry.
 RECIPE_MODULES = (
     "medslm.training.ner_crf",
+    "medslm.training.icd_index",
+    "medslm.training.icd_reranker",
     "medslm.training.icd_coder",
     "medslm.training.triage_acuity",
     "medslm.training.guardian_heads",
