@@ -78,6 +78,8 @@ _HISTORY_Z = ("Z85", "Z86", "Z87")
 _MAX_SLM_OPTIONS = 6
 _MAX_DESCENDANTS = 12
 _MAX_SIBLINGS = 15
+#: external causes of morbidity (V00-Y99): ranked, never emitted
+_EXTERNAL_CAUSE = ("V", "W", "X", "Y")
 _CANCER_WORDS = frozenset({"cancer", "carcinoma", "tumor", "tumour", "malignancy", "neoplasm", "adenocarcinoma"})
 #: a past condition of these chapters is history (Z85-Z87), not a present condition
 _RESOLVED_WHEN_PAST = ("C", "S", "T", "I21", "I26", "I63", "J18", "N39", "O")
@@ -553,17 +555,23 @@ class IcdAgent:
         return list(out.values())
 
     def select(self, ranked: Sequence[CodeAssignment], evidence_negated: Mapping[str, bool],
-               threshold: float, lexical: set[str] | None = None) -> list[CodeAssignment]:
+               threshold: float, lexical: set[str] | None = None, documented: set[str] | None = None
+               ) -> list[CodeAssignment]:
         """Apply the threshold, guideline (``evidence_negated``: not codable as present), Excludes1 and
-        specificity rules to a ranking."""
+        specificity rules to a ranking. ``documented``: codes the note states outright (see
+        :meth:`_documented`), emitted whatever their score; an external-cause code (V00-Y99) is never
+        emitted (not required by the guidelines; ranked only)."""
         kg = self.kg
         chosen: list[CodeAssignment] = []
         used: list[tuple[int, int]] = []
         pool = {c.code: c for c in ranked}
+        documented = documented or set()
         # in an Excludes1 conflict (and for the cap), a code the note names beats a ranker-only one
         order = sorted(ranked, key=lambda c: (c.code not in (lexical or ()), -c.score))
         for item in order:
-            if item.confidence < threshold or len(chosen) >= self.max_codes:
+            if item.code.startswith(_EXTERNAL_CAUSE) or len(chosen) >= self.max_codes:
+                continue
+            if item.confidence < threshold and item.code not in documented:
                 continue
             if evidence_negated.get(item.code, False) or (self.require_evidence and not item.evidence):
                 continue
@@ -583,7 +591,22 @@ class IcdAgent:
                 continue  # every words it stands on already support a better-scored code
             used.extend(spans)
             chosen.append(item)
+        if any(c.code[0] == "S" or "T00" <= c.code[:3] <= "T34" for c in chosen if not c.code.startswith("T14")):
+            chosen = [c for c in chosen if not c.code.startswith("T14")]  # "injury, unspecified site" beside a sited one
         return chosen
+
+    @staticmethod
+    def _documented(an: _Analysis) -> set[str]:
+        """Codes the note states outright: a present (codable) mention names the code, or the category whose
+        completion it is, by an exact name of the graph or the index (not an order-free match, not an
+        abbreviation) that names nothing else; billable; not a symptom (R), whose coding depends on the
+        diagnosis it belongs to, nor a Z code (the rules give those)."""
+        out = set()
+        for code, ev in an.evidence.items():
+            if (ev.origin >= ORIGIN["completion"] and ev.lex_score >= 0.9 and not ev.bag and ev.ambiguity == 1
+                    and an.codable.get(code, 0) > 0 and not code.startswith(("R", "Z", *_EXTERNAL_CAUSE))):
+                out.add(code)
+        return out
 
     @staticmethod
     def _not_codable(an: _Analysis, ranked: Sequence[CodeAssignment]) -> dict[str, bool]:
@@ -614,7 +637,8 @@ class IcdAgent:
         setting = setting or self.setting or encounter_setting(text, metadata)
         ranked, signals, an = self._rank(text, entities, setting, system)
         threshold = self.threshold_for(system)
-        chosen = self.select(ranked, self._not_codable(an, ranked), threshold, set(an.evidence))
+        chosen = self.select(ranked, self._not_codable(an, ranked), threshold, set(an.evidence),
+                             self._documented(an) if system != "slm" else set())
         present = {c.code for c in chosen}
         chosen.extend(self._history_codes(text, an.history, present))
         present = {c.code for c in chosen}

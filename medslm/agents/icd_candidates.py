@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medslm.knowledge import normalize as nz
 
@@ -182,15 +182,10 @@ def bag_mentions(kg: KnowledgeGraph, text: str, spans: Sequence[tuple[int, int]]
                 words.append(toks[j][2])
                 if j == i:
                     continue
-                keys = {" ".join(sorted(set(ws))) for ws in _forms(words)}
-                plain = [w for w in words if w not in _SIDES]  # "fracture of the left femur": the side apart
-                if len(plain) >= 2:
-                    keys.update(" ".join(sorted(set(ws))) for ws in _forms(plain))
-                ids: list[str] = []
-                for key in keys:
-                    hit = index.bags.get(key)
-                    for k in () if hit is None else (hit,) if isinstance(hit, int) else hit:
-                        ids.extend(x for x in index.ids[k] if x not in ids)
+                ids = _bag_ids(index, words)
+                plain = [w for w in words if w not in _SIDES]  # "fracture of the left femur": the side apart,
+                if not ids and len(plain) >= 2 and len(plain) < len(words):  # when no name holds it
+                    ids = _bag_ids(index, plain)
                 if ids:
                     found.append((toks[i][0], toks[j][1], tuple(x.partition(":")[2] for x in ids)))
     found.sort(key=lambda f: (-(f[1] - f[0]), f[0]))
@@ -209,6 +204,15 @@ def bag_mentions(kg: KnowledgeGraph, text: str, spans: Sequence[tuple[int, int]]
 
 
 _SIDES = frozenset({"right", "left", "bilateral"})
+
+
+def _bag_ids(index: Any, words: list[str]) -> list[str]:
+    ids: list[str] = []
+    for ws in _forms(words):
+        hit = index.bags.get(" ".join(sorted(set(ws))))
+        for k in () if hit is None else (hit,) if isinstance(hit, int) else hit:
+            ids.extend(x for x in index.ids[k] if x not in ids)
+    return ids
 
 
 def _forms(words: list[str]) -> list[list[str]]:
@@ -257,6 +261,8 @@ def _pick(kids: list[tuple[str, str]], side: str | None, enc: str, is_open: bool
     """The child (code, label) a note supports best: 7th character, laterality, then overlap, then the
     unspecified child; None when nothing in the note (nor an unspecified child) decides."""
     labels = {c: lab.lower() for c, lab in kids}
+    sides = ("right", "left", "bilateral")
+    sided = any(x in lab for lab in labels.values() for x in sides)  # do the children differ by side?
 
     def score(c: str) -> tuple[float, ...]:
         lab = labels[c]
@@ -264,13 +270,14 @@ def _pick(kids: list[tuple[str, str]], side: str | None, enc: str, is_open: bool
         if enc == "initial" and "initial encounter" in lab:
             enc_ok = ("open" in lab) == is_open if "fracture" in lab else True
         side_hit = 0.0
-        if side and (side in lab or (side == "bilateral" and "bilateral" in lab)):
-            side_hit = 1.0
-        elif not side and ("unspecified side" in lab or ("unspecified" in lab and any(
-                x in lab for x in ("right", "left", "bilateral")) is False)):
-            side_hit = 0.5
-        elif side and not any(x in lab for x in ("right", "left", "bilateral")):
-            side_hit = 0.25
+        if sided:
+            named = [x for x in sides if x in lab]
+            if side and side in named:
+                side_hit = 1.0
+            elif not side and not named:  # no side in the note: the child without one ("unspecified ...")
+                side_hit = 0.5
+            elif side and not named:
+                side_hit = 0.25
         overlap = len(words & {w[:5] for w in _WORD.findall(lab) if w not in _LABEL_STOP})
         # the default of a category: its unspecified / uncomplicated child ("E11" -> E11.9, not E11.8 "with
         # unspecified complications")
@@ -284,7 +291,7 @@ def _pick(kids: list[tuple[str, str]], side: str | None, enc: str, is_open: bool
 
     best = max(labels, key=score)
     enc_driven = any("encounter" in lab or "sequela" in lab for lab in labels.values())
-    side_driven = side is not None and any(side in lab for lab in labels.values())
+    side_driven = sided
     sc = score(best)
     if len(labels) > 1 and not (enc_driven or side_driven or sc[2] > 0 or sc[3] > 0):
         return None

@@ -82,7 +82,7 @@ def dev_figures(ctx: TrainContext, kg: Any, model: Any, slm_root: Any) -> dict[s
     if agent.reranker is not None:
         from medslm.training.icd_data import EmbeddingCache
 
-        agent.reranker.cache = EmbeddingCache()
+        agent.reranker.cache = EmbeddingCache(device=ctx.device)
     gold = {d.id: d.codes for d in dev}
     out: dict[str, float] = {}
     for system in ("classical", "slm", "combined") if model.stacker is not None else ("classical",):

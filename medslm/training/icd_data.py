@@ -56,7 +56,9 @@ class EmbeddingCache:
     """MiniLM vectors of texts, kept on disk under the cache folder (training and evaluation only: the
     recipes and the ablation encode the same sentences and code texts again and again)."""
 
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, device: str = "cpu") -> None:
+        self.device = device
+        self._gpu: Any = None
         if folder is None:
             from medslm.settings import Settings
 
@@ -71,6 +73,32 @@ class EmbeddingCache:
         from medslm.knowledge.embedding import encoder
 
         return hashlib.sha1(f"{encoder().version}|{max_length}|{text}".encode()).hexdigest()
+
+    def _encode_on_device(self, texts: Sequence[str], max_length: int) -> np.ndarray:
+        """The same vectors as :class:`medslm.knowledge.embedding.MiniLM` (mean pooling, unit length),
+        computed on ``self.device`` (``medslm train … --device cuda``)."""
+        import torch
+
+        from medslm.knowledge.embedding import MiniLM
+
+        if self._gpu is None:
+            tok, model = MiniLM().loaded()
+            import copy
+
+            self._gpu = (tok, copy.deepcopy(model).to(self.device))
+        tok, model = self._gpu
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts])
+        with torch.inference_mode():
+            for i in range(0, len(texts), 512):
+                idx = order[i : i + 512]
+                batch = tok([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt").to(self.device)
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                vec = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+                out[idx] = vec.float().cpu().numpy()
+        return out
 
     def _load(self) -> None:
         npy, meta = self.folder / "vectors.npy", self.folder / "keys.json"
@@ -100,7 +128,9 @@ class EmbeddingCache:
         todo = list(dict.fromkeys(k for k in keys if k not in self.keys))
         if todo:
             by_key = dict(zip(keys, texts, strict=True))
-            vecs = CodeReranker.encode([by_key[k] for k in todo], max_length=max_length)
+            batch = [by_key[k] for k in todo]
+            vecs = (CodeReranker.encode(batch, max_length=max_length) if self.device == "cpu"
+                    else self._encode_on_device(batch, max_length))
             base = len(self.vectors)
             self.vectors = np.concatenate([self.vectors, vecs.astype(np.float16)])
             self.keys.update({k: base + i for i, k in enumerate(todo)})

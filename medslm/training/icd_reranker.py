@@ -144,7 +144,7 @@ def prepare(ctx: TrainContext) -> tuple[Any, Any, list[Any], list[DocView], dict
     views, fold_of = doc_views(agent, docs, seed=ctx.seed, folds=3 if ctx.quick else FOLDS)
     log.info("%d train documents read, %.0f candidates each", len(views),
              sum(len(v.codes) for v in views) / max(1, len(views)))
-    data = SlmData(kg, views, EmbeddingCache())
+    data = SlmData(kg, views, EmbeddingCache(device=ctx.device))
     log.info("sentences and candidate codes embedded")
     return kg, agent, docs, views, fold_of, data
 
@@ -184,7 +184,7 @@ def train_icd_reranker(ctx: TrainContext) -> TrainResult:
     labels = [sorted(v.gold) for v in views]
     first = CodingModel._fit_first_stage([v.text for v in views], labels, [v.evidence for v in views])
     dviews, _ = doc_views(agent, dev, oof=False, first_stage=first)
-    ddata = SlmData(kg, dviews, EmbeddingCache())
+    ddata = SlmData(kg, dviews, EmbeddingCache(device=ctx.device))
     dscores = [head.predict_proba(ddata.features(i, v)) if v.codes else np.zeros(0) for i, v in enumerate(dviews)]
     figures = {f"codiesp_train_oof_map_{k}": v for k, v in maps.items()}
     figures.update({"codiesp_train_oof_micro_f1": oof_f1, "codiesp_dev_map_slm_alone": mean_ap(dviews, dscores),
