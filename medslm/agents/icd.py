@@ -80,6 +80,8 @@ _MAX_DESCENDANTS = 12
 _MAX_SIBLINGS = 15
 #: external causes of morbidity (V00-Y99): ranked, never emitted
 _EXTERNAL_CAUSE = ("V", "W", "X", "Y")
+#: words that name a code alone in the index or the tabular but state no diagnosis on their own
+_GENERIC_WORDS = frozenset({"injury", "pain", "disease", "disorder", "syndrome", "lesion", "mass", "history", "infection"})
 _CANCER_WORDS = frozenset({"cancer", "carcinoma", "tumor", "tumour", "malignancy", "neoplasm", "adenocarcinoma"})
 #: a past condition of these chapters is history (Z85-Z87), not a present condition
 _RESOLVED_WHEN_PAST = ("C", "S", "T", "I21", "I26", "I63", "J18", "N39", "O")
@@ -323,10 +325,11 @@ class IcdAgent:
         return _Analysis(spans, out, history, setting, codable)
 
     def _widen(self, text: str, h: _Mention) -> _Mention:
-        """A family mention with the one or two words before it, where the graph knows the longer name
-        ("breast" + "cancer" -> C50.919 rather than the lexicon's C80.1 for "cancer")."""
-        if h.assertion is not Assertion.FAMILY:
+        """A family or history mention with the one or two words before it, where the graph knows the longer
+        name ("breast" + "cancer" -> C50.919 rather than the lexicon's C80.1 for "cancer")."""
+        if h.assertion not in (Assertion.FAMILY, Assertion.HISTORICAL):
             return h
+        family = h.assertion is Assertion.FAMILY
         words = list(re.finditer(r"[A-Za-z][\w-]*", text[max(0, h.start - 40) : h.start]))
         for n in (2, 1):
             if len(words) < n:
@@ -340,7 +343,8 @@ class IcdAgent:
                 queries.append(f"malignant neoplasm of {site}")
             for q in queries:
                 for cand in self.kg.lookup(q, systems=("ICD10CM",), k=1):
-                    if cand.score >= 0.9 and family_history_code(cand.concept.code):
+                    code = cand.concept.code
+                    if cand.score >= 0.9 and (family_history_code(code) if family else code.startswith(_RESOLVED_WHEN_PAST)):
                         return _Mention(start, h.end, h.assertion, (cand.concept.code, *h.codes), h.confidence)
         return h
 
@@ -414,7 +418,8 @@ class IcdAgent:
                 probs = coder.predict_classical(rows)
         else:  # coder=None: the lexicon alone
             codes = list(evidence)
-            probs = [0.6 * evidence[c].lex_score * (1 - evidence[c].negated / max(1, evidence[c].count)) for c in codes]
+            probs = [0.6 * evidence[c].lex_score * evidence[c].origin * (1 - evidence[c].negated / max(1, evidence[c].count))
+                     for c in codes]  # a code the note names before its completions, descendants, siblings
         scored = {c: p for c, p in zip(codes, probs, strict=True) if kg.get(c, "ICD10CM") is not None}
         lm_probs, calls, tokens, agreement = self._disambiguate(text, evidence, scored)
         floor = 0.5 * self.threshold_for(system)
@@ -555,33 +560,51 @@ class IcdAgent:
         return list(out.values())
 
     def select(self, ranked: Sequence[CodeAssignment], evidence_negated: Mapping[str, bool],
-               threshold: float, lexical: set[str] | None = None, documented: set[str] | None = None
-               ) -> list[CodeAssignment]:
+               threshold: float, lexical: set[str] | None = None, documented: set[str] | None = None,
+               preferred: set[str] | None = None) -> list[CodeAssignment]:
         """Apply the threshold, guideline (``evidence_negated``: not codable as present), Excludes1 and
         specificity rules to a ranking. ``documented``: codes the note states outright (see
-        :meth:`_documented`), emitted whatever their score; an external-cause code (V00-Y99) is never
-        emitted (not required by the guidelines; ranked only)."""
+        :meth:`_documented`), emitted whatever their score; ``preferred``: the note's own
+        completions of a category (laterality, 7th character), which a category stands for before its other
+        descendants; an external-cause code (V00-Y99) is never emitted (not required by the guidelines;
+        ranked only)."""
         kg = self.kg
         chosen: list[CodeAssignment] = []
         used: list[tuple[int, int]] = []
         pool = {c.code: c for c in ranked}
         documented = documented or set()
         # in an Excludes1 conflict (and for the cap), a code the note names beats a ranker-only one
-        order = sorted(ranked, key=lambda c: (c.code not in (lexical or ()), -c.score))
+        # "injury, unspecified site" (T14) last: it gives way to any sited injury (an Excludes1 pair)
+        order = sorted(ranked, key=lambda c: (c.code.startswith("T14"), c.code not in (lexical or ()), -c.score))
+        preferred = preferred or set()
+
+        def billable_kid(code: str) -> CodeAssignment | None:
+            """The billable code a category stands for: a completion from the note (laterality, 7th
+            character) under it, else under its parent ("S93.402" from the ranker, the note says right:
+            S93.401A), else its best-scored billable descendant with evidence."""
+            kids = [k for c, k in pool.items() if c != code and c.startswith(code) and k.billable
+                    and k.evidence and not evidence_negated.get(c, False)]
+            pref = [k for k in kids if k.code in preferred]
+            if not pref and len(code.replace(".", "")) > 3:
+                parent = code[:-1].rstrip(".")
+                pref = [k for c, k in pool.items() if c.startswith(parent) and c in preferred and k.billable
+                        and k.evidence and not evidence_negated.get(c, False)]
+            return max(pref or kids, key=lambda k: k.score, default=None)
+
         for item in order:
             if item.code.startswith(_EXTERNAL_CAUSE) or len(chosen) >= self.max_codes:
                 continue
             if item.confidence < threshold and item.code not in documented:
                 continue
-            if evidence_negated.get(item.code, False) or (self.require_evidence and not item.evidence):
+            if evidence_negated.get(item.code, False):
                 continue
             if not item.billable:  # a category: only as the billable code the note supports
-                kids = [k for c, k in pool.items() if c != item.code and c.startswith(item.code) and k.billable
-                        and k.evidence and not evidence_negated.get(c, False)]
-                kid = max(kids, key=lambda k: k.score, default=None)
+                kid = billable_kid(item.code)
                 if kid is None:
                     continue
                 item = kid
+            if self.require_evidence and not item.evidence:
+                continue
             if any(item.code == c.code or kg.excluded_together(item.code, c.code) for c in chosen):
                 continue
             if any(item.code.startswith(c.code) or c.code.startswith(item.code) for c in chosen):
@@ -596,13 +619,16 @@ class IcdAgent:
         return chosen
 
     @staticmethod
-    def _documented(an: _Analysis) -> set[str]:
+    def _documented(an: _Analysis, text: str) -> set[str]:
         """Codes the note states outright: a present (codable) mention names the code, or the category whose
         completion it is, by an exact name of the graph or the index (not an order-free match, not an
         abbreviation) that names nothing else; billable; not a symptom (R), whose coding depends on the
         diagnosis it belongs to, nor a Z code (the rules give those)."""
         out = set()
         for code, ev in an.evidence.items():
+            words = {text[s:e].lower() for s, e in ev.spans}
+            if any(len(w) < 4 or w in _GENERIC_WORDS for w in words):
+                continue  # "old", "injury": a word that names a code in the index, not a diagnosis stated
             if (ev.origin >= ORIGIN["completion"] and ev.lex_score >= 0.9 and not ev.bag and ev.ambiguity == 1
                     and an.codable.get(code, 0) > 0 and not code.startswith(("R", "Z", *_EXTERNAL_CAUSE))):
                 out.add(code)
@@ -638,7 +664,8 @@ class IcdAgent:
         ranked, signals, an = self._rank(text, entities, setting, system)
         threshold = self.threshold_for(system)
         chosen = self.select(ranked, self._not_codable(an, ranked), threshold, set(an.evidence),
-                             self._documented(an) if system != "slm" else set())
+                             self._documented(an, text) if system != "slm" else set(),
+                             {c for c, ev in an.evidence.items() if ev.origin == ORIGIN["completion"]})
         present = {c.code for c in chosen}
         chosen.extend(self._history_codes(text, an.history, present))
         present = {c.code for c in chosen}
