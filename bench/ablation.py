@@ -35,9 +35,11 @@ def main() -> None:
     agents = list(ABLATIONS) if args.agent == "all" else [args.agent]
     results = []
     for agent in agents:
-        res = summarize(run(agent, args.data, limit=args.limit, seed=args.seed), n_boot=args.boot, seed=args.seed)
-        results.append(res)
-        print(format_table(res), "\n", flush=True)
+        abl = run(agent, args.data, limit=args.limit, seed=args.seed)
+        for ab in abl if isinstance(abl, list) else [abl]:  # an agent may score several held-out splits
+            res = summarize(ab, n_boot=args.boot, seed=args.seed)
+            results.append(res)
+            print(format_table(res), "\n", flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))

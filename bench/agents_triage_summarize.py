@@ -5,7 +5,7 @@
     python bench/agents_triage_summarize.py --task summarize --limit 20       # quick look
 
 Triage: :func:`medslm.evals.triage.evaluate_triage` (nurses' ``KTAS_RN`` next to the agent and its
-parts on the same rows; the SLM's level scores are cached in ``~/.cache/medslm/evals``).
+parts on the same rows; the triage specialist's nested CV is cached in ``~/.cache/medslm/evals``).
 Summarization: :func:`medslm.evals.summarize.evaluate_summarization` (lead baseline of the same length,
 extractive agent and SLM agent on MTS-Dialog validation and ACI-Bench train+valid; the SLM runs on the
 first ``--mts-slm`` MTS items and the last ``--aci-slm`` ACI items, with the baselines rescored on the
@@ -61,7 +61,8 @@ def main() -> None:
         (args.out / "triage-ktas.json").write_text(json.dumps(r, indent=1))
         print(f"## Triage, {r['dataset']}: {r['protocol']}\n")
         print(table(r["rows"], TRIAGE_COLS))
-        print(f"\nSLM weight per fold: {r['slm_weight_per_fold']}; agent latency ms: {r['latency_ms']}\n")
+        folds = [(p["fusion_weight"], p["under_triage_cost"]) for p in r.get("fold_params", [])]
+        print(f"\n(fusion weight, under-triage cost) per fold: {folds}; agent latency ms: {r.get('latency_ms')}\n")
     if args.task in ("summarize", "both"):
         from medslm.evals.summarize import evaluate_summarization
 

@@ -193,7 +193,7 @@ def run(task: Task, *, data_dir: Path, n: int, seed: int, llm_dir: Path, llm_nam
     """Run the SLM and the LLM on every note; save the per-note records; analyse them."""
     from medslm.errors import EndpointError
     from medslm.models.catalog import load_model
-    from medslm.models.openai_compat import VLLMServer
+    from medslm.models.serving import VLLMServer
     from medslm.records import Note
     from medslm.routers import Escalator, TeacherStore
 
@@ -392,7 +392,7 @@ def _plot_curve(curve, oracle, slm_q, llm_q, share, casc_q, name, path):
 
 
 def main() -> None:
-    from medslm.models.openai_compat import vllm_python
+    from medslm.models.serving import vllm_python
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=sorted(TASKS), default="triage")

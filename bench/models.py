@@ -80,7 +80,7 @@ def _vllm_server(args: argparse.Namespace, model_dir: object) -> dict[str, dict[
     the server's memory is its own process tree and is not counted here."""
     from pathlib import Path
 
-    from medslm.models.openai_compat import VLLMServer, vllm_python
+    from medslm.models.serving import VLLMServer, vllm_python
 
     py = None if args.no_vllm_server else vllm_python(str(Path(__file__).resolve().parents[1]))
     if py is None:

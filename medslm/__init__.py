@@ -43,7 +43,11 @@ from medslm.records import (
     SummarySentence,
     TriageResult,
 )
+from medslm.registry import AgentSpec
 from medslm.settings import Settings
+
+# ChartReview's print() and notebook HTML: medslm.display binds them (records imports nothing above it).
+from medslm import display as _display  # noqa: E402,F401  isort: skip
 
 try:
     __version__ = version("medslm")
@@ -61,9 +65,15 @@ _LAZY = {
     "KnowledgeGraph": "medslm.knowledge",
     "Guardian": "medslm.safety",
     "load_model": "medslm.models.catalog",
+    "read_reviews": "medslm.export.frames",
+    "Reviews": "medslm.export.frames",
 }
+#: subpackages reachable as attributes without an import (``medslm.export.to_fhir``)
+_SUBMODULES = ("export",)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from medslm import export
+    from medslm.export.frames import Reviews, read_reviews
     from medslm.graphs.builders import chart_review, review
     from medslm.graphs.pipeline import Pipeline
     from medslm.graphs.runner import areview_batch, review_batch
@@ -76,11 +86,14 @@ if TYPE_CHECKING:  # pragma: no cover
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return import_module(f"medslm.{name}")
     raise AttributeError(f"module 'medslm' has no attribute {name!r}")
 
 
 __all__ = [
     "AgentResult",
+    "AgentSpec",
     "Assertion",
     "ChartReview",
     "CodeAssignment",
@@ -104,6 +117,7 @@ __all__ = [
     "Provenance",
     "RedFlag",
     "ReviewStatus",
+    "Reviews",
     "Route",
     "SafetyFinding",
     "SafetyVerdict",
@@ -116,8 +130,10 @@ __all__ = [
     "__version__",
     "areview_batch",
     "chart_review",
+    "export",
     "load_model",
     "load_samples",
+    "read_reviews",
     "review",
     "review_batch",
 ]

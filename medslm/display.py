@@ -12,20 +12,48 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from medslm import registry
 from medslm.records import (
     AgentResult,
-    ChartReview,
     CodeAssignment,
     Entity,
     SafetyVerdict,
     Span,
     Summary,
     TriageResult,
+    bind,
 )
 
-__all__ = ["highlight_note", "review_html", "review_text"]
+if TYPE_CHECKING:
+    from medslm.records import ChartReview
+
+__all__ = [
+    "codes_html",
+    "codes_text",
+    "entities_html",
+    "entities_text",
+    "highlight_note",
+    "review_html",
+    "review_text",
+    "summary_html",
+    "summary_text",
+    "terminal_safe",
+    "triage_html",
+    "triage_text",
+]
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0, 9), 11, 12, *range(14, 32), 127, *range(0x80, 0xA0))}
+_CONTROL.update({0x2028: "\\u2028", 0x2029: "\\u2029", 0x202E: "\\u202e", 0x202D: "\\u202d"})
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``): ANSI sequences, carriage returns,
+    C1 controls and bidi overrides in a note can neither restyle nor rewrite the terminal. Newlines and
+    tabs stay; the text is meant for ``print`` or ``Console.print(..., markup=False)``."""
+    return text.translate(_CONTROL)
+
 
 _TYPE_COLOURS = {
     "problem": "#fde2e1",
@@ -78,9 +106,33 @@ def _esc(s: Any) -> str:
 
 
 def _agent_results(review: ChartReview) -> list[tuple[str, AgentResult[Any]]]:
-    named = (("entities", review.entities), ("codes", review.codes), ("triage", review.triage),
-             ("summary", review.summary))
-    return [(name, r) for name, r in named if r is not None]
+    return list(review.results.items())
+
+
+def _renderer(name: str, kind: str) -> Any:
+    spec = registry.find(name)
+    return spec.renderer(kind) if spec is not None else None
+
+
+def _label(name: str) -> str:
+    spec = registry.find(name)
+    return spec.label if spec is not None else name
+
+
+def _json_brief(value: Any, limit: int = 300) -> str:
+    import json
+
+    try:
+        raw = json.dumps(value.model_dump(mode="json") if hasattr(value, "model_dump") else value, default=str)
+    except (TypeError, ValueError):
+        raw = repr(value)
+    return raw if len(raw) <= limit else raw[: limit - 3] + "..."
+
+
+def _output_json(output: Any) -> Any:
+    if isinstance(output, list | tuple):
+        return [o.model_dump(mode="json") if hasattr(o, "model_dump") else o for o in output]
+    return output
 
 
 def _cost(review: ChartReview) -> dict[str, float]:
@@ -127,47 +179,13 @@ def review_text(review: ChartReview) -> str:
     lines.append("=" * min(len(head), 100))
     text = review.text
 
-    if review.entities is not None:
-        ents: Sequence[Entity] = review.entities.output
-        lines.append(f"Entities ({len(ents)}, confidence {_pct(review.entities.confidence)}):")
-        for e in ents:
-            concept = f"  -> {e.concepts[0].id} {e.concepts[0].label}" if e.concepts else ""
-            lines.append(
-                f"  [{e.start}:{e.end}) {e.text!r:30s} {e.type.value:10s} {e.assertion.value:12s} "
-                f"conf {_pct(e.confidence)} ({e.source}){concept}"
-            )
-    if review.codes is not None:
-        codes: Sequence[CodeAssignment] = review.codes.output
-        lines.append(f"Codes ({len(codes)}, confidence {_pct(review.codes.confidence)}):")
-        for c in codes:
-            ev = _span_text(text, c.evidence)
-            evs = f"  evidence: {'; '.join(repr(x) for x in ev)}" if ev else ""
-            bill = "" if c.billable else " (not billable)"
-            lines.append(f"  {c.code:8s} {c.description}{bill}  conf {_pct(c.confidence)}{evs}")
-    if review.triage is not None:
-        t: TriageResult = review.triage.output
-        lines.append(f"Triage: {t.scale} {t.level} (confidence {_pct(review.triage.confidence)})")
-        if t.probabilities:
-            probs = "  ".join(f"{k}:{v:.2f}" for k, v in sorted(t.probabilities.items()))
-            lines.append(f"  probabilities {probs}")
-        for f in t.red_flags:
-            ev = _span_text(text, f.evidence)
-            evs = f" evidence: {'; '.join(repr(x) for x in ev)}" if ev else ""
-            det = f" - {f.detail}" if f.detail else ""
-            lines.append(f"  RED FLAG {f.name} (level <= {f.max_level}){det}{evs}")
-        if t.rationale:
-            lines.append(f"  rationale: {t.rationale}")
-    if review.summary is not None:
-        s: Summary = review.summary.output
-        kind = "extractive" if s.extractive else "abstractive"
-        lines.append(f"Summary ({kind}, confidence {_pct(review.summary.confidence)}):")
-        for sec in s.sections:
-            if not sec.sentences:
-                continue
-            lines.append(f"  {sec.name}:")
-            for sent in sec.sentences:
-                mark = "" if sent.supported else f"  [UNSUPPORTED: {', '.join(sent.issues) or 'unverified'}]"
-                lines.append(f"    - {sent.text}{mark}")
+    for name, result in _agent_results(review):
+        render = _renderer(name, "text")
+        if render is not None:
+            lines.extend(render(result, text))
+        else:
+            lines.append(f"{_label(name)} (confidence {_pct(result.confidence)}): "
+                         f"{_json_brief(_output_json(result.output))}")
     for label, verdict in (("Safety (input)", review.safety_in), ("Safety (output)", review.safety_out)):
         if verdict is not None:
             lines.extend(_verdict_text(label, verdict))
@@ -189,6 +207,62 @@ def review_text(review: ChartReview) -> str:
     if review.config_hash:
         lines.append(f"config {review.config_hash}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- per agent
+# The built-in agents' renderers; their AgentSpec (medslm.registry) names them. A renderer gets the
+# agent's result and the note text (None when the review does not keep it).
+def entities_text(result: AgentResult[list[Entity]], text: str | None) -> list[str]:
+    ents: Sequence[Entity] = result.output
+    lines = [f"Entities ({len(ents)}, confidence {_pct(result.confidence)}):"]
+    for e in ents:
+        concept = f"  -> {e.concepts[0].id} {e.concepts[0].label}" if e.concepts else ""
+        lines.append(
+            f"  [{e.start}:{e.end}) {e.text!r:30s} {e.type.value:10s} {e.assertion.value:12s} "
+            f"conf {_pct(e.confidence)} ({e.source}){concept}"
+        )
+    return lines
+
+
+def codes_text(result: AgentResult[list[CodeAssignment]], text: str | None) -> list[str]:
+    codes: Sequence[CodeAssignment] = result.output
+    lines = [f"Codes ({len(codes)}, confidence {_pct(result.confidence)}):"]
+    for c in codes:
+        ev = _span_text(text, c.evidence)
+        evs = f"  evidence: {'; '.join(repr(x) for x in ev)}" if ev else ""
+        bill = "" if c.billable else " (not billable)"
+        lines.append(f"  {c.code:8s} {c.description}{bill}  conf {_pct(c.confidence)}{evs}")
+    return lines
+
+
+def triage_text(result: AgentResult[TriageResult], text: str | None) -> list[str]:
+    t: TriageResult = result.output
+    lines = [f"Triage: {t.scale} {t.level} (confidence {_pct(result.confidence)})"]
+    if t.probabilities:
+        probs = "  ".join(f"{k}:{v:.2f}" for k, v in sorted(t.probabilities.items()))
+        lines.append(f"  probabilities {probs}")
+    for f in t.red_flags:
+        ev = _span_text(text, f.evidence)
+        evs = f" evidence: {'; '.join(repr(x) for x in ev)}" if ev else ""
+        det = f" - {f.detail}" if f.detail else ""
+        lines.append(f"  RED FLAG {f.name} (level <= {f.max_level}){det}{evs}")
+    if t.rationale:
+        lines.append(f"  rationale: {t.rationale}")
+    return lines
+
+
+def summary_text(result: AgentResult[Summary], text: str | None) -> list[str]:
+    s: Summary = result.output
+    kind = "extractive" if s.extractive else "abstractive"
+    lines = [f"Summary ({kind}, confidence {_pct(result.confidence)}):"]
+    for sec in s.sections:
+        if not sec.sentences:
+            continue
+        lines.append(f"  {sec.name}:")
+        for sent in sec.sentences:
+            mark = "" if sent.supported else f"  [UNSUPPORTED: {', '.join(sent.issues) or 'unverified'}]"
+            lines.append(f"    - {sent.text}{mark}")
+    return lines
 
 
 def _verdict_text(label: str, v: SafetyVerdict) -> list[str]:
@@ -259,6 +333,78 @@ def highlight_note(text: str, entities: Sequence[Entity] = (), support: Sequence
     return "".join(parts)
 
 
+def entities_html(result: AgentResult[list[Entity]], text: str | None) -> str:
+    entities: Sequence[Entity] = result.output
+    out = [f"<h4>Entities ({len(entities)}, confidence {_pct(result.confidence)})</h4>"]
+    if entities:
+        out.append("<table><tr><th>text</th><th>type</th><th>assertion</th><th>concept</th>"
+                   "<th>conf</th><th>source</th></tr>")
+        for e in entities:
+            concept = f"{e.concepts[0].id} {e.concepts[0].label}" if e.concepts else ""
+            out.append(
+                f"<tr><td>{_esc(e.text)}</td><td>{_esc(e.type.value)}</td><td>{_esc(e.assertion.value)}"
+                f"</td><td>{_esc(concept)}</td><td>{_pct(e.confidence)}</td><td>{_esc(e.source)}</td></tr>"
+            )
+        out.append("</table>")
+    return "".join(out)
+
+
+def codes_html(result: AgentResult[list[CodeAssignment]], text: str | None) -> str:
+    codes = result.output
+    out = [f"<h4>ICD-10-CM codes ({len(codes)}, confidence {_pct(result.confidence)})</h4>"]
+    if codes:
+        out.append("<table class='medslm-codes'><tr><th>code</th><th>description</th><th>evidence</th>"
+                   "<th>conf</th></tr>")
+        for c in codes:
+            ev = "; ".join(f"&ldquo;{_esc(x)}&rdquo;" for x in _span_text(text, c.evidence))
+            bill = "" if c.billable else " <span class='medslm-muted'>(not billable)</span>"
+            out.append(
+                f"<tr><td><b>{_esc(c.code)}</b></td><td>{_esc(c.description)}{bill}</td>"
+                f"<td>{ev}</td><td>{_pct(c.confidence)}</td></tr>"
+            )
+        out.append("</table>")
+    return "".join(out)
+
+
+def triage_html(result: AgentResult[TriageResult], text: str | None) -> str:
+    t = result.output
+    colour = _LEVEL_COLOURS.get(t.level, "#5f6368")
+    out = ["<h4>Triage</h4>",
+           f"<div class='medslm-triage'><span class='medslm-level' style='background:{colour}'>"
+           f"{_esc(t.scale)} {t.level}</span> <span class='medslm-muted'>confidence "
+           f"{_pct(result.confidence)}</span></div>"]
+    if t.red_flags:
+        flags = []
+        for f in t.red_flags:
+            ev = "; ".join(_span_text(text, f.evidence))
+            tip = f"level <= {f.max_level}" + (f"; {f.detail}" if f.detail else "") + (f"; {ev}" if ev else "")
+            flags.append(f"<span class='medslm-flag' title='{_esc(tip)}'>&#9873; {_esc(f.name)} "
+                         f"(&le; {f.max_level}){': ' + _esc(ev) if ev else ''}</span>")
+        out.append("<div>" + "".join(flags) + "</div>")
+    if t.rationale:
+        out.append(f"<div class='medslm-muted'>{_esc(t.rationale)}</div>")
+    return "".join(out)
+
+
+def summary_html(result: AgentResult[Summary], text: str | None) -> str:
+    s = result.output
+    kind = "extractive fallback" if s.extractive else "abstractive"
+    out = [f"<h4>Summary ({kind}, confidence {_pct(result.confidence)})</h4>"]
+    for sec in s.sections:
+        if not sec.sentences:
+            continue
+        items = []
+        for sent in sec.sentences:
+            sup = "; ".join(_span_text(text, sent.support))
+            tip = f" title='supported by: {_esc(sup)}'" if sup else ""
+            cls = "" if sent.supported else " class='medslm-unsupported'"
+            flag = "" if sent.supported else f" &#9888; {_esc(', '.join(sent.issues) or 'unverified')}"
+            items.append(f"<li{cls}{tip}>{_esc(sent.text)}{flag}"
+                         + (f" <span class='medslm-muted'>[{_esc(sup)}]</span>" if sup else "") + "</li>")
+        out.append(f"<div><b>{_esc(sec.name)}</b><ul>{''.join(items)}</ul></div>")
+    return "".join(out)
+
+
 def review_html(review: ChartReview) -> str:
     """Self-contained HTML (inline CSS) for a review: note with highlights, codes, triage, summary…"""
     text = review.text
@@ -292,70 +438,13 @@ def review_html(review: ChartReview) -> str:
     else:
         out.append("<div class='medslm-muted'>(note text not kept in this review)</div>")
 
-    if review.entities is not None:
-        out.append(f"<h4>Entities ({len(entities)}, confidence {_pct(review.entities.confidence)})</h4>")
-        if entities:
-            out.append("<table><tr><th>text</th><th>type</th><th>assertion</th><th>concept</th>"
-                       "<th>conf</th><th>source</th></tr>")
-            for e in entities:
-                concept = f"{e.concepts[0].id} {e.concepts[0].label}" if e.concepts else ""
-                out.append(
-                    f"<tr><td>{_esc(e.text)}</td><td>{_esc(e.type.value)}</td><td>{_esc(e.assertion.value)}"
-                    f"</td><td>{_esc(concept)}</td><td>{_pct(e.confidence)}</td><td>{_esc(e.source)}</td></tr>"
-                )
-            out.append("</table>")
-
-    if review.codes is not None:
-        codes = review.codes.output
-        out.append(f"<h4>ICD-10-CM codes ({len(codes)}, confidence {_pct(review.codes.confidence)})</h4>")
-        if codes:
-            out.append("<table class='medslm-codes'><tr><th>code</th><th>description</th><th>evidence</th>"
-                       "<th>conf</th></tr>")
-            for c in codes:
-                ev = "; ".join(f"&ldquo;{_esc(x)}&rdquo;" for x in _span_text(text, c.evidence))
-                bill = "" if c.billable else " <span class='medslm-muted'>(not billable)</span>"
-                out.append(
-                    f"<tr><td><b>{_esc(c.code)}</b></td><td>{_esc(c.description)}{bill}</td>"
-                    f"<td>{ev}</td><td>{_pct(c.confidence)}</td></tr>"
-                )
-            out.append("</table>")
-
-    if review.triage is not None:
-        t = review.triage.output
-        colour = _LEVEL_COLOURS.get(t.level, "#5f6368")
-        out.append("<h4>Triage</h4>")
-        out.append(
-            f"<div class='medslm-triage'><span class='medslm-level' style='background:{colour}'>"
-            f"{_esc(t.scale)} {t.level}</span> <span class='medslm-muted'>confidence "
-            f"{_pct(review.triage.confidence)}</span></div>"
-        )
-        if t.red_flags:
-            flags = []
-            for f in t.red_flags:
-                ev = "; ".join(_span_text(text, f.evidence))
-                tip = f"level <= {f.max_level}" + (f"; {f.detail}" if f.detail else "") + (f"; {ev}" if ev else "")
-                flags.append(f"<span class='medslm-flag' title='{_esc(tip)}'>&#9873; {_esc(f.name)} "
-                             f"(&le; {f.max_level}){': ' + _esc(ev) if ev else ''}</span>")
-            out.append("<div>" + "".join(flags) + "</div>")
-        if t.rationale:
-            out.append(f"<div class='medslm-muted'>{_esc(t.rationale)}</div>")
-
-    if review.summary is not None:
-        s = review.summary.output
-        kind = "extractive fallback" if s.extractive else "abstractive"
-        out.append(f"<h4>Summary ({kind}, confidence {_pct(review.summary.confidence)})</h4>")
-        for sec in s.sections:
-            if not sec.sentences:
-                continue
-            items = []
-            for sent in sec.sentences:
-                sup = "; ".join(_span_text(text, sent.support))
-                tip = f" title='supported by: {_esc(sup)}'" if sup else ""
-                cls = "" if sent.supported else " class='medslm-unsupported'"
-                flag = "" if sent.supported else f" &#9888; {_esc(', '.join(sent.issues) or 'unverified')}"
-                items.append(f"<li{cls}{tip}>{_esc(sent.text)}{flag}"
-                             + (f" <span class='medslm-muted'>[{_esc(sup)}]</span>" if sup else "") + "</li>")
-            out.append(f"<div><b>{_esc(sec.name)}</b><ul>{''.join(items)}</ul></div>")
+    for name, result in _agent_results(review):
+        render = _renderer(name, "html")
+        if render is not None:
+            out.append(render(result, text))
+        else:
+            out.append(f"<h4 data-agent='{_esc(name)}'>{_esc(_label(name))} (confidence {_pct(result.confidence)})"
+                       f"</h4><pre class='medslm-output'>{_esc(_json_brief(_output_json(result.output), 2000))}</pre>")
 
     for label, verdict in (("Safety (input)", review.safety_in), ("Safety (output)", review.safety_out)):
         if verdict is None:
@@ -395,3 +484,7 @@ def review_html(review: ChartReview) -> str:
     )
     out.append("</div>")
     return "".join(out)
+
+
+# ChartReview's print() and notebook display (records.py imports nothing above itself).
+bind(text=review_text, html=review_html)

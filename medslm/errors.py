@@ -89,10 +89,15 @@ class GraphContractError(ConfigurationError):
     """A composed graph reads a field nobody writes, or two parallel nodes write one field."""
 
 
+class ExportError(MedslmError, ValueError):
+    """Reviews cannot be read or exported (a bad line in a reviews file, an unknown export target)."""
+
+
 __all__ = [
     "ConfigurationError",
     "EmptyNoteError",
     "EndpointError",
+    "ExportError",
     "GraphContractError",
     "InvalidCodeError",
     "KnowledgeError",

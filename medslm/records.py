@@ -7,7 +7,9 @@ Every record round-trips through JSON exactly (``ChartReview.model_validate_json
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from enum import StrEnum
+from html import escape
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -94,12 +96,20 @@ class EntityType(StrEnum):
 
 
 class Assertion(StrEnum):
+    """Whose finding a mention is and how certain: only ``present`` is the patient's current condition.
+
+    ``present`` also covers what someone else reports about the patient ("wife reports cough": the
+    patient's cough); ``family``: a relative's condition (family history); ``other_person``: someone
+    else's who is not a relative (spouse, partner, roommate, contacts: "wife has covid").
+    """
+
     PRESENT = "present"
     NEGATED = "negated"
     POSSIBLE = "possible"
     HISTORICAL = "historical"
     FAMILY = "family"
     HYPOTHETICAL = "hypothetical"
+    OTHER_PERSON = "other_person"
 
 
 class ConceptRef(_Record):
@@ -143,6 +153,18 @@ class RedFlag(_Record):
     detail: str = ""
 
 
+class TriageDriver(_Record):
+    """The finding that set the triage level: what a reviewer should check first."""
+
+    source: Literal["red_flag", "acuity_model", "specialist", "cost"] = Field(
+        description="red_flag: a red flag capped the level; acuity_model: a structured finding (vitals, arrival, "
+        "age, complaint word) weighed most; specialist: the fine-tuned model's reading of the triage text; "
+        "cost: the under-triage cost raised an uncertain level")
+    finding: str = Field(description="e.g. 'hypoxia', 'SpO2 < 94 %', 'arrived by ambulance', 'chief complaint'")
+    evidence: tuple[Span, ...] = Field(default=(), description="note spans of the finding")
+    detail: str = ""
+
+
 class TriageResult(_Record):
     """Acuity on the 1 (most urgent) - 5 scale of ESI / KTAS."""
 
@@ -151,6 +173,7 @@ class TriageResult(_Record):
     probabilities: dict[int, float] = Field(default_factory=dict, description="level -> probability")
     red_flags: tuple[RedFlag, ...] = ()
     rationale: str = ""
+    driver: TriageDriver | None = Field(default=None, description="the finding that drove the level")
 
 
 class SummarySentence(_Record):
@@ -245,17 +268,23 @@ class ReviewStatus(StrEnum):
 
 
 class ChartReview(_Record):
-    """The result of the chart-review graph for one note."""
+    """The result of the chart-review graph for one note.
+
+    ``results`` holds every agent's result keyed by agent name (``"ner"``, ``"icd"``, ``"triage"``,
+    ``"summarize"``, a plug-in's name…), in the order the registry lists the agents; each output is
+    typed by its agent's :class:`~medslm.registry.AgentSpec`, so a review round-trips through JSON.
+    ``entities``, ``codes``, ``triage`` and ``summary`` are typed accessors of the built-in results.
+    JSON written before ``results`` existed (one field per built-in agent) still loads.
+    """
 
     note_id: str
     status: ReviewStatus
     reason: str | None = Field(default=None, description="why the note failed, was blocked or needs review")
     note_sha256: str | None = None
     text: str | None = Field(default=None, description="the note text, kept for display (never logged)")
-    entities: AgentResult[list[Entity]] | None = None
-    codes: AgentResult[list[CodeAssignment]] | None = None
-    triage: AgentResult[TriageResult] | None = None
-    summary: AgentResult[Summary] | None = None
+    results: dict[str, AgentResult[Any]] = Field(
+        default_factory=dict, description="each agent's result, keyed by agent name"
+    )
     safety_in: SafetyVerdict | None = None
     safety_out: SafetyVerdict | None = None
     issues: tuple[str, ...] = Field(default=(), description="verification findings")
@@ -263,26 +292,112 @@ class ChartReview(_Record):
     config_hash: str | None = None
     latency_ms: float = 0.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_field_per_agent(cls, data: Any) -> Any:
+        """``entities=…, codes=…`` (keywords, or JSON of earlier versions) become ``results`` entries."""
+        if isinstance(data, dict) and any(k in data for k in LEGACY_FIELDS):
+            data = dict(data)
+            results = dict(data.get("results") or {})
+            for fld, name in LEGACY_FIELDS.items():
+                value = data.pop(fld, None)
+                if value is not None:
+                    results.setdefault(name, value)
+            data["results"] = results
+        return data
+
+    @field_validator("results", mode="before")
+    @classmethod
+    def _typed_outputs(cls, value: Any) -> Any:
+        """Parse each result's output as its agent's output type (results already built stay as they are)."""
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for name, result in value.items():
+            if isinstance(result, dict):
+                typed = _hooks.result_type(str(name))
+                if typed is not None:
+                    result = typed.model_validate(result)
+            out[name] = result
+        return out
+
+    # ------------------------------------------------------------------ typed accessors of the built-ins
+    @property
+    def entities(self) -> AgentResult[list[Entity]] | None:
+        """The NER agent's result (``results["ner"]``)."""
+        return self.results.get("ner")
+
+    @property
+    def codes(self) -> AgentResult[list[CodeAssignment]] | None:
+        """The ICD-10-CM agent's result (``results["icd"]``)."""
+        return self.results.get("icd")
+
+    @property
+    def triage(self) -> AgentResult[TriageResult] | None:
+        """The triage agent's result (``results["triage"]``)."""
+        return self.results.get("triage")
+
+    @property
+    def summary(self) -> AgentResult[Summary] | None:
+        """The summarizer's result (``results["summarize"]``)."""
+        return self.results.get("summarize")
+
+    def result(self, agent: str) -> AgentResult[Any] | None:
+        """The result of agent ``agent``, or None when it did not run on this note."""
+        return self.results.get(agent)
+
     @property
     def escalated(self) -> list[str]:
         return [r.agent for r in self.agent_results() if r.provenance.escalated]
 
     def agent_results(self) -> list[AgentResult[Any]]:
-        return [r for r in (self.entities, self.codes, self.triage, self.summary) if r is not None]
+        return list(self.results.values())
 
     def _repr_html_(self) -> str:  # rich display in notebooks
-        from medslm.display import review_html
-
-        return review_html(self)
+        return _hooks.html(self)
 
     def __str__(self) -> str:
-        from medslm.display import review_text
+        return _hooks.text(self)
 
-        return review_text(self)
+
+#: Fields of earlier ChartReview versions, one per built-in agent -> that agent's name.
+LEGACY_FIELDS = {"entities": "ner", "codes": "icd", "triage": "triage", "summary": "summarize"}
+
+
+class _Hooks:
+    """What :class:`ChartReview` needs from the layers above records, which this module never imports.
+
+    :mod:`medslm.registry` binds ``result_type`` (agent name -> ``AgentResult[output type]``) and
+    :mod:`medslm.display` binds ``text`` and ``html``; ``import medslm`` imports both.
+    """
+
+    def __init__(self) -> None:
+        self.result_type: Callable[[str], type[AgentResult[Any]] | None] = lambda name: None
+        self.text: Callable[[ChartReview], str] = lambda r: repr(r)
+        self.html: Callable[[ChartReview], str] = lambda r: f"<pre>{escape(repr(r))}</pre>"
+
+
+_hooks = _Hooks()
+
+
+def bind(
+    *,
+    result_type: Callable[[str], type[AgentResult[Any]] | None] | None = None,
+    text: Callable[[ChartReview], str] | None = None,
+    html: Callable[[ChartReview], str] | None = None,
+) -> None:
+    """Install how reviews type their results (the agent registry) and show themselves (the display)."""
+    if result_type is not None:
+        _hooks.result_type = result_type
+    if text is not None:
+        _hooks.text = text
+    if html is not None:
+        _hooks.html = html
 
 
 __all__ = [
     "DEFAULT_MAX_NOTE_CHARS",
+    "LEGACY_FIELDS",
     "AgentResult",
     "Assertion",
     "ChartReview",
@@ -303,5 +418,7 @@ __all__ = [
     "Summary",
     "SummarySection",
     "SummarySentence",
+    "TriageDriver",
     "TriageResult",
+    "bind",
 ]

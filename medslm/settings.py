@@ -19,11 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medslm import registry
 from medslm.records import DEFAULT_MAX_NOTE_CHARS
 
-ROLES = ("ner", "icd", "triage", "summarize", "guardian")
+#: Model roles of medslm's own agents (from the registry) and the guardian. Plug-in agents' roles are
+#: in :func:`medslm.registry.roles`; every role without a spec uses ``"embedded"``.
+ROLES = registry.roles(plugins=False)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def default_cache_dir() -> Path:
@@ -41,7 +45,7 @@ class Settings(BaseModel):
 
     models: dict[str, str] = Field(
         default_factory=lambda: dict.fromkeys(ROLES, "embedded"),
-        description="role -> model spec; roles: ner, icd, triage, summarize, guardian",
+        description="role -> model spec; roles: each agent's (ner, icd, triage, summarize…) and guardian",
     )
     escalation_model: str | None = Field(
         default=None, description="spec of the large LLM to escalate to (an 'openai:' endpoint); None: humans"
@@ -62,7 +66,19 @@ class Settings(BaseModel):
         description="folder of retrained artifacts (medslm train --out); components it lacks come from the package",
     )
     log_phi: bool = Field(default=False, description="debug only: allow note text in logs")
+    store_note_text: bool = Field(
+        default=True, description="keep the note text in the results store and output files (off for `serve`)"
+    )
+    log_level: str = Field(default="WARNING", description="medslm's log level (MEDSLM_LOG_LEVEL; -v: INFO, -vv: DEBUG)")
     seed: int = 0
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        level = str(v).strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level {v!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
 
     def model_for(self, role: str) -> str:
         return self.models.get(role, "embedded")
@@ -73,7 +89,8 @@ class Settings(BaseModel):
     def config_hash(self) -> str:
         """Hash of everything that changes results (not paths, not logging)."""
         keyed: dict[str, Any] = self.model_dump(
-            mode="json", exclude={"cache_dir", "data_dir", "log_phi", "escalation_budget", "artifacts"}
+            mode="json", exclude={"cache_dir", "data_dir", "log_phi", "escalation_budget", "store_note_text",
+                                  "log_level", "artifacts"}
         )
         # the trained artifacts a run loads change its results: key on their manifests, not their path
         from medslm.artifacts import user_root
@@ -86,9 +103,10 @@ class Settings(BaseModel):
     def from_env(cls, **overrides: Any) -> Settings:
         """Read ``MEDSLM_MODEL_<ROLE>``, ``MEDSLM_ESCALATION_MODEL``, ``MEDSLM_DATA_DIR``…"""
         values: dict[str, Any] = {}
-        models = {r: os.environ[f"MEDSLM_MODEL_{r.upper()}"] for r in ROLES if f"MEDSLM_MODEL_{r.upper()}" in os.environ}
+        roles = registry.roles()
+        models = {r: os.environ[f"MEDSLM_MODEL_{r.upper()}"] for r in roles if f"MEDSLM_MODEL_{r.upper()}" in os.environ}
         if "MEDSLM_MODEL" in os.environ:
-            models = {**dict.fromkeys(ROLES, os.environ["MEDSLM_MODEL"]), **models}
+            models = {**dict.fromkeys(roles, os.environ["MEDSLM_MODEL"]), **models}
         if models:
             values["models"] = {**dict.fromkeys(ROLES, "embedded"), **models}
         for key, env in (
@@ -102,6 +120,12 @@ class Settings(BaseModel):
         if os.environ.get("MEDSLM_THRESHOLDS"):
             values["thresholds"] = parse_thresholds(os.environ["MEDSLM_THRESHOLDS"].split(","))
         values["log_phi"] = os.environ.get("MEDSLM_LOG_PHI", "") == "1"
+        if os.environ.get("MEDSLM_STORE_NOTE_TEXT"):
+            values["store_note_text"] = os.environ["MEDSLM_STORE_NOTE_TEXT"].strip().lower() not in ("0", "false", "no")
+        if os.environ.get("MEDSLM_ALLOW_PHI_TO_REMOTE"):
+            values["allow_phi_to_remote"] = os.environ["MEDSLM_ALLOW_PHI_TO_REMOTE"].strip().lower() in ("1", "true", "yes")
+        if os.environ.get("MEDSLM_LOG_LEVEL"):
+            values["log_level"] = os.environ["MEDSLM_LOG_LEVEL"].strip().upper()
         values.update(overrides)
         return cls(**values)
 

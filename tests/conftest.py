@@ -38,3 +38,15 @@ def kg():
     from medslm.knowledge import KnowledgeGraph
 
     return KnowledgeGraph.default().load()
+
+
+@pytest.fixture(scope="session")
+def sample_reviews(tmp_path_factory):
+    """The real chart review of the 18 bundled sample notes, run once per session: ``(report, jsonl path)``."""
+    from medslm.graphs.runner import review_batch
+    from medslm.samples import load_samples
+
+    out = tmp_path_factory.mktemp("sample-reviews") / "samples.reviews.jsonl"
+    report = review_batch(load_samples(), out, progress=False)
+    assert len(report.reviews) == 18
+    return report, out

@@ -138,8 +138,8 @@ def test_html_shows_codes_triage_summary_routes_cost() -> None:
     assert 'class="medslm-support"' in h  # summary support span highlighted
     assert "negation flipped" in h
     assert "confidence 0.41 &lt; threshold 0.62" in h
-    assert re.search(r"data-agent='codes' data-route='escalate'", h)
-    assert re.search(r"data-agent='summary' data-route='review'", h)
+    assert re.search(r"data-agent='icd' data-route='escalate'", h)
+    assert re.search(r"data-agent='summarize' data-route='review'", h)
     assert "400 tokens in, 32 out" in h and "1234 ms" in h
     assert "<style>" in h and "mark.medslm-ent" in h
 
@@ -158,8 +158,8 @@ def test_text_form() -> None:
     assert "R07.9" in t and "evidence: 'chest pain'" in t and "conf 0.81" in t
     assert "Triage: ESI 2" in t and "RED FLAG hypoxia (level <= 2) - SpO2 < 90 evidence: 'SpO2 88%'" in t
     assert "[UNSUPPORTED: negation flipped]" in t
-    assert "codes: escalate (confidence 0.41) - confidence 0.41 < threshold 0.62" in t
-    assert "summary: review" in t and "triage: accept" not in t
+    assert "icd: escalate (confidence 0.41) - confidence 0.41 < threshold 0.62" in t
+    assert "summarize: review" in t and "triage: accept" not in t
     assert "Cost: 400 tokens in, 32 out, 0.0020 cost units, 1234 ms" in t
     assert "model=SmolLM2-135M  backend=transformers" in t
 

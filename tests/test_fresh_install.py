@@ -58,6 +58,7 @@ def _essence(r: dict) -> dict:
             "level": tri.get("level")}
 
 
+@pytest.mark.timeout(2400)  # two full sample reviews, a model fetch from PyPI and a graph build: minutes
 def test_samples_review_on_a_fresh_machine(tmp_path, data_dir) -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSLM_")}
     base_env["PYTHONPATH"] = str(REPO)

@@ -103,3 +103,14 @@ def test_text_batch_custom_graph_and_eval_outputs(executed) -> None:
     md = _outputs(executed, "text/markdown")
     assert any("| triage | rules | accuracy |" in m for m in md)
     assert _outputs(executed, "image/png")  # the Pareto plot
+
+
+def test_batch_to_dataframe_and_plot(executed) -> None:
+    from medslm.samples import load_samples
+
+    tables = [h for h in _outputs(executed, "text/html") if "dataframe" in h and "assertion" in h]
+    assert tables, "no DataFrame of entities in the notebook"
+    ids = {n.id for n in load_samples()[:8]}
+    assert any(f"<td>{i}</td>" in tables[0] for i in ids)  # the frame holds the batch's notes
+    assert "<th>icd10cm</th>" in tables[0] and "<th>type</th>" in tables[0]
+    assert len(_outputs(executed, "image/png")) >= 2  # the assertion plot and the Pareto plot

@@ -1,7 +1,7 @@
 """A linear-chain CRF mention tagger (python-crfsuite) trained on public IOB corpora.
 
 :func:`fit_crf` trains it (``medslm train ner-crf``: BC5CDR train, chemicals and diseases;
-``ner-crf-ncbi``: NCBI-disease train + devel, diseases) into an artifact folder that ships with medslm;
+``ner-crf-ncbi``: NCBI-disease train, diseases) into an artifact folder that ships with medslm;
 :class:`CrfTagger` loads that folder at run time in milliseconds and never trains. Features are orthographic (case, shape,
 affixes, neighbouring words) plus a lexicon feature: whether a token starts or continues a span that a
 dictionary of known mention strings (train mentions, optionally knowledge-graph names) matches.
@@ -280,6 +280,29 @@ class CrfTagger:
                     p = min(p, tagger.marginal(tags[i], i))
                 spans.append(TaggedSpan(s, e, lab, p))
         return tags, spans
+
+    def marginals(self, tokens: Sequence[str], labels: Sequence[str]) -> Any:
+        """Per-token marginal probabilities ``(len(tokens), len(labels))`` of one sentence (numpy), in the
+        order of ``labels`` (a label the CRF does not know gets 0): the CRF's side of a fusion with a neural
+        tagger's per-token distributions."""
+        import numpy as np
+
+        self.load()
+        out = np.zeros((len(tokens), len(labels)), dtype=np.float32)
+        if not tokens:
+            return out
+        lex = self._lexicon.tags(tokens) if self._lexicon is not None else None
+        gaz = self.gazetteer(tokens) if self.config.get("gazetteer") and self.gazetteer is not None else None
+        feats = sentence_features(tokens, lex, gaz)
+        with self._lock:
+            tagger = self._tagger
+            known = set(tagger.labels())
+            tagger.set(feats)
+            for j, lab in enumerate(labels):
+                if lab in known:
+                    for i in range(len(tokens)):
+                        out[i, j] = tagger.marginal(lab, i)
+        return out
 
 
 def out_of_fold_lexicon_tags(sents: Sequence[tuple[list[str], list[str]]], folds: int = 5) -> list[list[str]]:

@@ -6,7 +6,9 @@ A sentence is flagged when one of its facts is not in the note:
 - **negations**: a finding it asserts must not be only negated in the note ("no chest pain",
   "denies fever", or a dialogue question answered "no"), and a finding it negates must not be only
   affirmed there;
-- **terms**: most of its content words (clinical terms, entities when NER ran) must occur in the note.
+- **terms**: most of its content words (clinical terms, entities when NER ran) must occur in the note;
+- **laterality**: a side it gives ("right arm") must be a side the note gives for that word (a note's
+  "left arm" makes "right arm" unsupported).
 
 The check also links each sentence to the note spans that support it (the note units sharing the most
 content words and numbers). Pure Python; fast enough to run on every sentence of every summary.
@@ -18,8 +20,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from medslm.agents.red_flags import is_negated
 from medslm.records import Span
+from medslm.text import SENTENCE_END, is_negated
+from medslm.text import stem as _stem
 
 __all__ = [
     "FaithfulnessVerdict",
@@ -31,17 +34,7 @@ __all__ = [
     "segment",
 ]
 
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at be because been before being below
-between both but by can could did do does doing down during each few for from further had has have having
-he her here hers herself him himself his how i if in into is it its itself just me more most my myself
-no nor not now of off on once only or other our ours out over own same she should so some such than that
-the their theirs them then there these they this those through to too under until up very was we were
-what when where which while who whom why will with would you your yours yourself okay ok yeah yes um uh
-mm hmm right well so oh like really think know get got go going let lets see sure thing things kind sort
-patient patients doctor dr mr mrs ms pt states stated reports reported report says said tells told
-today also been currently per presents presented present noted notes note history
-""".split())
+STOPWORDS = frozenset(["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "okay", "ok", "yeah", "yes", "um", "uh", "mm", "hmm", "right", "well", "so", "oh", "like", "really", "think", "know", "get", "got", "go", "going", "let", "lets", "see", "sure", "thing", "things", "kind", "sort", "patient", "patients", "doctor", "dr", "mr", "mrs", "ms", "pt", "states", "stated", "reports", "reported", "report", "says", "said", "tells", "told", "today", "also", "been", "currently", "per", "presents", "presented", "present", "noted", "notes", "note", "history"])
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -56,15 +49,7 @@ _SPEAKER = re.compile(r"^\s*(?:\[(?:doctor|patient|patient_guest|guest_family|gu
                       r"(?:doctor|patient|guest_family|guest_clinician|nurse|dr|pt)\s*:)\s*", re.I)
 _NO_ANSWER = re.compile(r"^\s*(?:no\b|nope\b|nah\b|not\s+(?:really|at\s+all|that\s+i\s+know)|never\b|none\b|"
                         r"i\s+(?:don't|do\s+not|haven't|have\s+not)\b)", re.I)
-_SENT_END = re.compile(r"(?<!\bMr\.)(?<!\bDr\.)(?<!Mrs\.)(?<!\bMs\.)(?<!\bSt\.)(?<=[.!?])\s+(?=[A-Z\[\d\"'])|(?<=\s[.!?])\s+|\n+")
-
-
-def _stem(w: str) -> str:
-    w = w.lower().strip("'-")
-    for suf in ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "ly", "s"):
-        if w.endswith(suf) and len(w) - len(suf) >= 4:
-            return w[: -len(suf)] + ("y" if suf in ("ies", "ied") else "")
-    return w
+_SENT_END = SENTENCE_END
 
 
 def numbers_in(text: str) -> set[str]:
@@ -193,10 +178,12 @@ class NoteIndex:
     numbers: set[str] = field(default_factory=set)
     affirmed: set[str] = field(default_factory=set)
     negated: set[str] = field(default_factory=set)
+    sides: set[tuple[str, str]] = field(default_factory=set)  # ("left", stem of the word it qualifies)
 
     @classmethod
     def build(cls, text: str, negated_spans: Iterable[Span] = ()) -> NoteIndex:
         idx = cls(text=text, units=segment(text))
+        idx.sides = _sides(text)
         neg_spans = list(negated_spans)
         for u in idx.units:
             terms = set(content_terms(u.text))
@@ -233,6 +220,20 @@ class NoteIndex:
         scored.sort(reverse=True)
         spans = [Span(start=self.units[i].start, end=self.units[i].end, label="support") for _, i in scored[:k]]
         return tuple(sorted(spans, key=lambda s: s.start))
+
+
+_SIDE = re.compile(r"\b(left|right|bilateral)(?:[- ]sided)?\b((?:[\s\-]+[A-Za-z][A-Za-z'\-]*){1,3})", re.I)
+
+
+def _sides(text: str) -> set[tuple[str, str]]:
+    """``(side, stem)`` for each word that follows "left" / "right" / "bilateral" within three words."""
+    out = set()
+    for m in _SIDE.finditer(text):
+        side = m.group(1).lower()
+        for w in re.findall(r"[A-Za-z][A-Za-z'\-]*", m.group(2)):
+            if w.lower() not in STOPWORDS and len(w) > 2:
+                out.add((side, _stem(w)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -277,5 +278,9 @@ def check_sentence(sentence: str, index: NoteIndex, *, min_term_coverage: float 
         prev = (st, neg_here)
     if conflicts:
         issues.append("negation conflict: " + "; ".join(dict.fromkeys(conflicts)))
+    wrong_side = sorted({f"{side} {stem}" for side, stem in _sides(sentence) if (side, stem) not in index.sides
+                         and any((other, stem) in index.sides for other in ("left", "right", "bilateral"))})
+    if wrong_side:
+        issues.append(f"laterality not in note: {', '.join(wrong_side[:3])}")
     return FaithfulnessVerdict(supported=not issues, issues=tuple(issues), support=index.support(sentence),
                                term_coverage=coverage)

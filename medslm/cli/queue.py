@@ -2,10 +2,10 @@
 
     medslm review-queue list                         pending items (id, note, agent, confidence, reason)
     medslm review-queue list --status resolved --json
-    medslm review-queue show rv-0123456789ab         one item with the agent's result
-    medslm review-queue resolve rv-0123456789ab accept
-    medslm review-queue resolve rv-0123456789ab correct --correction '{"level": 2}' --reviewer dr.lee
-    medslm review-queue resolve rv-0123456789ab reject --comment "no evidence in the note"
+    medslm review-queue show rv-0123456789abcdef         one item with the agent's result
+    medslm review-queue resolve rv-0123456789abcdef accept
+    medslm review-queue resolve rv-0123456789abcdef correct --correction '{"level": 2}' --reviewer dr.lee
+    medslm review-queue resolve rv-0123456789abcdef reject --comment "no evidence in the note"
 
 The queue is a SQLite file: ``--queue PATH``, else ``$MEDSLM_REVIEW_QUEUE``, else
 ``<cache_dir>/review_queue.sqlite``. Resolving records the decision; the paused graph of that note is
@@ -61,11 +61,14 @@ def list_items(
         raise typer.Exit(2)
     q = _queue(queue)
     items = q.list(None if status == "all" else status, agent=agent, limit=limit)
+    from medslm.display import terminal_safe
+
     if as_json:
         for it in items:
-            typer.echo(it.model_dump_json(exclude={"result"}))
+            typer.echo(terminal_safe(it.model_dump_json(exclude={"result"})))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"review queue ({len(items)} {status})")
@@ -74,18 +77,18 @@ def list_items(
     for it in items:
         conf = f"{it.confidence:.2f}" if it.confidence is not None else "-"
         status_s = it.status.value + (f" ({it.decision.value})" if it.decision else "")
-        table.add_row(it.id, it.note_id, it.agent, conf, status_s, it.reason)
+        table.add_row(*(escape(terminal_safe(x)) for x in (it.id, it.note_id, it.agent, conf, status_s, it.reason)))
     Console(width=160).print(table)
 
 
 @app.command("show")
 def show(
-    item_id: Annotated[str, typer.Argument(help="the item id, e.g. rv-0123456789ab")],
+    item_id: Annotated[str, typer.Argument(help="the item id, e.g. rv-0123456789abcdef")],
     queue: QueueOpt = None,
 ) -> None:
     """Show one item with the agent's result (may hold PHI: it is the reviewer's screen).
 
-    Example: medslm review-queue show rv-0123456789ab
+    Example: medslm review-queue show rv-0123456789abcdef
     """
     from medslm.routers.review_queue import ReviewItemNotFound
 
@@ -94,7 +97,9 @@ def show(
     except ReviewItemNotFound as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
-    typer.echo(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    from medslm.display import terminal_safe
+
+    typer.echo(terminal_safe(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False)))
 
 
 @app.command("resolve")
@@ -110,7 +115,7 @@ def resolve(
 ) -> None:
     """Resolve an item: accept the result, correct it, or reject it.
 
-    Example: medslm review-queue resolve rv-0123456789ab correct --correction '{"level": 2}'
+    Example: medslm review-queue resolve rv-0123456789abcdef correct --correction '{"level": 2}'
     """
     from medslm.errors import ConfigurationError
     from medslm.routers.review_queue import Decision, ReviewItemNotFound

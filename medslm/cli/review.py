@@ -6,6 +6,7 @@ Examples::
     medslm review notes.jsonl -o reviews.jsonl               # a batch job; rerun to resume
     medslm review notes.csv -o out.parquet --text-col body --id-col note_id
     medslm review notes.jsonl -o out.jsonl --graph mypkg.graphs:build --engine ray
+    medslm review notes.jsonl --to omop-note-nlp -o notes.duckdb    # reviews also in notes.duckdb.reviews.jsonl
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medslm import registry
 from medslm.records import ChartReview
 
 
@@ -38,13 +40,17 @@ def review(
         "else the ones shipped with medslm")] = None,
     show: Annotated[bool | None, typer.Option("--show/--no-show", help="print a table per note (default: up to 25 notes)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    to: Annotated[str | None, typer.Option("--to", help="export the reviews to -o as: omop-note-nlp (.duckdb/.sqlite), "
+                                           "fhir (.ndjson or folder/), tables (folder/); the reviews go to <-o>.reviews.jsonl")] = None,
 ) -> None:
     """Chart review of a notes file: entities, ICD-10-CM codes, triage, summary, safety, per note.
 
     Example: medslm review notes.jsonl -o reviews.jsonl   (or: medslm review --samples)
     """
     from rich.console import Console
+    from rich.text import Text
 
+    from medslm.display import terminal_safe
     from medslm.errors import MedslmError
     from medslm.graphs.runner import review_batch
     from medslm.settings import Settings, parse_thresholds
@@ -52,6 +58,16 @@ def review(
     console = Console()
     if samples == (input is not None):
         raise typer.BadParameter("give an INPUT file or --samples (one of them)")
+    export_to = None
+    if to is not None:  # the export goes to -o; the reviews beside it (the store and audit follow them)
+        from medslm.cli.export import check_target
+        from medslm.export import TARGETS
+
+        check_target(to)
+        if output is None and not samples:
+            raise typer.BadParameter("--to needs -o (where to write the export)")
+        export_to = output or Path("samples" + TARGETS[to])
+        output = Path(str(export_to) + ".reviews.jsonl")
     if samples:
         from medslm.samples import load_samples
 
@@ -65,7 +81,7 @@ def review(
             settings = settings.model_copy(update={"thresholds": {**settings.thresholds,
                                                                   **parse_thresholds(threshold)}})
     except MedslmError as exc:
-        console.print(f"[red]error[/]: {exc}")
+        console.print(Text("error: ", style="red") + Text(terminal_safe(str(exc))))
         raise typer.Exit(2) from None
     try:
         report = review_batch(
@@ -77,7 +93,7 @@ def review(
         console.print("[yellow]interrupted[/]: finished notes are in the store; rerun the same command to resume")
         raise typer.Exit(130) from None
     except MedslmError as exc:
-        console.print(f"[red]error[/]: {exc}")
+        console.print(Text("error: ", style="red") + Text(terminal_safe(str(exc))))
         raise typer.Exit(2) from None
     if show or (show is None and len(report.reviews) <= 25):
         for r in report.reviews:
@@ -86,24 +102,40 @@ def review(
     if report.output is not None:
         console.print(f"reviews: {report.output}" + (f"   audit: {report.audit}" if report.audit else ""),
                       soft_wrap=True, markup=False)
+    if export_to is not None and to is not None:
+        from medslm.cli.export import describe
+        from medslm.export import export_reviews
+
+        try:
+            console.print(describe(export_reviews(report.reviews, export_to, to), export_to), soft_wrap=True, markup=False)
+        except MedslmError as exc:
+            console.print(f"error: {exc}", style="red", soft_wrap=True, markup=False)
+            raise typer.Exit(2) from None
 
 
 def print_review(r: ChartReview, console: Any) -> None:
     """``medslm.display.review_text`` when the display module is there, else a rich table."""
     try:
-        from medslm.display import review_text
+        from medslm.display import review_text, terminal_safe
     except ImportError:
         console.print(review_table(r))
         return
-    console.print(review_text(r))
+    # note text in a review is data: no rich markup ("[/]" in a note), no control sequences
+    console.print(terminal_safe(review_text(r)), markup=False, highlight=False, emoji=False)
 
 
 def review_table(r: ChartReview) -> Any:
     """One rich table for one review: each agent's output with confidence and provenance."""
+    from rich.markup import escape as _escape
     from rich.table import Table
 
+    from medslm.display import terminal_safe
+
+    def escape(x: str) -> str:
+        return _escape(terminal_safe(x))
+
     colour = {"ok": "green", "needs_review": "yellow", "blocked": "red", "failed": "red"}[r.status.value]
-    t = Table(title=f"{r.note_id}  [{colour}]{r.status.value}[/]" + (f"  ({r.reason})" if r.reason else ""),
+    t = Table(title=f"{escape(r.note_id)}  [{colour}]{r.status.value}[/]" + (f"  ({escape(r.reason)})" if r.reason else ""),
               title_justify="left", show_lines=True, expand=False)
     t.add_column("part", style="bold")
     t.add_column("result", overflow="fold", max_width=90)
@@ -119,30 +151,53 @@ def review_table(r: ChartReview) -> Any:
             bits.append(f"route={res.route.value}")
         return ", ".join(bits)
 
-    if r.entities is not None:
-        ents = "; ".join(f"{e.text} [{e.type.value}{'' if e.assertion.value == 'present' else ', ' + e.assertion.value}]"
-                         for e in r.entities.output[:12])
-        more = f" (+{len(r.entities.output) - 12})" if len(r.entities.output) > 12 else ""
-        t.add_row("entities", ents + more or "-", f"{r.entities.confidence:.2f}", prov(r.entities))
-    if r.codes is not None:
-        codes = "; ".join(f"{c.code} {c.description} ({c.confidence:.2f})" for c in r.codes.output) or "-"
-        t.add_row("ICD-10-CM", codes, f"{r.codes.confidence:.2f}", prov(r.codes))
-    if r.triage is not None:
-        flags = ", ".join(f.name for f in r.triage.output.red_flags)
-        t.add_row("triage", f"level {r.triage.output.level} ({r.triage.output.scale})" + (f"; red flags: {flags}" if flags else ""),
-                  f"{r.triage.confidence:.2f}", prov(r.triage))
-    if r.summary is not None:
-        t.add_row("summary", r.summary.output.text or "-", f"{r.summary.confidence:.2f}", prov(r.summary))
+    for name, result in r.results.items():
+        spec = registry.find(name)
+        cell = spec.renderer("cell") if spec is not None else None
+        value = cell(result) if cell is not None else _generic_cell(result)
+        t.add_row(escape(spec.label if spec is not None else name), escape(value or "-"), f"{result.confidence:.2f}",
+                  escape(prov(result)))
     for name, v in (("safety in", r.safety_in), ("safety out", r.safety_out)):
         if v is not None:
             cats = ", ".join(sorted({f"{f.category}/{f.severity.value}" for f in v.findings})) or "no findings"
             t.add_row(name, f"{'allowed' if v.allowed else 'BLOCKED'}: {cats}; PHI spans {len(v.phi)}; fenced {len(v.fenced)}",
                       "", "guardian")
     if r.issues:
-        t.add_row("verify", "\n".join(r.issues[:8]) + (f"\n(+{len(r.issues) - 8})" if len(r.issues) > 8 else ""), "", "")
+        t.add_row("verify", escape("\n".join(r.issues[:8]) + (f"\n(+{len(r.issues) - 8})" if len(r.issues) > 8 else "")), "", "")
     if r.review_items:
-        t.add_row("review items", ", ".join(r.review_items), "", "queue")
+        t.add_row("review items", escape(", ".join(r.review_items)), "", "queue")
     return t
 
 
-__all__ = ["review", "review_table"]
+# The built-in agents' cells in the table (their registry specs name these).
+def entities_cell(result: Any) -> str:
+    ents = result.output
+    shown = "; ".join(f"{e.text} [{e.type.value}{'' if e.assertion.value == 'present' else ', ' + e.assertion.value}]"
+                      for e in ents[:12])
+    return shown + (f" (+{len(ents) - 12})" if len(ents) > 12 else "")
+
+
+def codes_cell(result: Any) -> str:
+    return "; ".join(f"{c.code} {c.description} ({c.confidence:.2f})" for c in result.output)
+
+
+def triage_cell(result: Any) -> str:
+    flags = ", ".join(f.name for f in result.output.red_flags)
+    return f"level {result.output.level} ({result.output.scale})" + (f"; red flags: {flags}" if flags else "")
+
+
+def summary_cell(result: Any) -> str:
+    return str(result.output.text)
+
+
+def _generic_cell(result: Any) -> str:
+    import json
+
+    out = result.output
+    data = [o.model_dump(mode="json") if hasattr(o, "model_dump") else o for o in out] if isinstance(
+        out, list | tuple) else (out.model_dump(mode="json") if hasattr(out, "model_dump") else out)
+    raw = json.dumps(data, default=str)
+    return raw if len(raw) <= 300 else raw[:297] + "..."
+
+
+__all__ = ["codes_cell", "entities_cell", "review", "review_table", "summary_cell", "triage_cell"]

@@ -1,6 +1,7 @@
 """Ablations of the specialist SLMs: classical-only vs SLM-only vs combined, on data never fitted or tuned on.
 
-Each agent's evaluation module provides ``ablation(data_dir, *, limit, seed) -> Ablation``: the three
+Each agent's evaluation module provides ``ablation(data_dir, *, limit, seed) -> Ablation`` (or a list of
+them, one per held-out split: NER scores NCBI-disease test and BC5CDR devel apart): the three
 systems' per-item scores on the same items of a held-out split (NCBI-disease test, BC5CDR devel, CodiEsp
 dev, KTAS cross-validation folds, MTS-Dialog / ACI-Bench valid, held-out MedSafetyBench categories).
 :func:`summarize` turns them into the headline metric per system with a 95 % bootstrap interval, and the
@@ -87,7 +88,7 @@ def mean(entries: Sequence[float]) -> float:
     return float(sum(entries) / len(entries)) if entries else 0.0
 
 
-def run(agent: str, data_dir: Any = None, **kw: Any) -> Ablation:
+def run(agent: str, data_dir: Any = None, **kw: Any) -> Ablation | list[Ablation]:
     from importlib import import_module
 
     from medslm.errors import UnknownNameError

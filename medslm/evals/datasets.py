@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -43,14 +44,16 @@ __all__ = [
     "SummaryPair",
     "TaggedSentence",
     "TriageVisit",
-    "dataset_path",
     "clinical_texts",
+    "dataset_path",
+    "ktas_note",
     "read_aci_bench",
     "read_bc5cdr",
     "read_codiesp",
+    "read_ktas",
     "read_ktas_visits",
-    "read_meqsum",
     "read_medsafetybench",
+    "read_meqsum",
     "read_mts_dialog",
     "read_ncbi_disease",
     "read_pubmedqa",
@@ -333,11 +336,70 @@ def read_codiesp(data_dir: str | os.PathLike[str] | None = None, split: str = "d
 
 
 # ------------------------------------------------------------------------------------------ triage
+_ARRIVAL = {1: "walked in", 2: "arrived by public ambulance (119)", 3: "arrived by private vehicle",
+            4: "arrived by private ambulance", 5: "arrived by other transport", 6: "arrived by other transport",
+            7: "arrived by other transport"}
+_MENTAL = {1: "alert", 2: "responds to verbal stimuli", 3: "responds to pain only", 4: "unresponsive"}
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(str(x).replace(",", "."))
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def ktas_note(row: dict[str, Any]) -> str:
+    """A short triage note from one KTAS row (triage-time columns only)."""
+    age = _num(row.get("Age"))
+    sex = {1: "female", 2: "male"}.get(int(row.get("Sex") or 0), "patient")
+    parts = [f"{int(age)}-year-old {sex}" if age is not None else f"Adult {sex}"]
+    parts[0] += ", " + _ARRIVAL.get(int(row.get("Arrival mode") or 0), "arrived") + "."
+    if int(row.get("Injury") or 1) == 2:
+        parts.append("Injury-related visit.")
+    cc = str(row.get("Chief_complain") or "").strip()
+    parts.append(f"Chief complaint: {cc}." if cc else "Chief complaint: not recorded.")
+    parts.append(f"Mental status: {_MENTAL.get(int(row.get('Mental') or 1), 'alert')}.")
+    nrs = _num(row.get("NRS_pain"))
+    if int(row.get("Pain") or 0) == 1:
+        parts.append(f"Pain present, NRS {int(nrs)}/10." if nrs is not None else "Pain present.")
+    else:
+        parts.append("No pain.")
+    vit = []
+    sbp, dbp = _num(row.get("SBP")), _num(row.get("DBP"))
+    if sbp is not None and dbp is not None:
+        vit.append(f"BP {int(sbp)}/{int(dbp)}")
+    for col, label, fmt in (("HR", "HR", "{:.0f}"), ("RR", "RR", "{:.0f}"), ("BT", "BT", "{:.1f} C"),
+                            ("Saturation", "SpO2", "{:.0f}%")):
+        x = _num(row.get(col))
+        if x is not None:
+            vit.append(f"{label} " + fmt.format(x))
+    if vit:
+        parts.append("Vitals: " + ", ".join(vit) + ".")
+    return " ".join(parts)
+
+
+def read_ktas(data_dir: str | os.PathLike[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows of ``ktas/data_dev.csv`` as dicts with ``note``, ``expert`` and ``nurse`` added."""
+    import pandas as pd
+
+    path = resolve_data_dir(data_dir) / "ktas" / "data_dev.csv"
+    df = pd.read_csv(path, sep=";", encoding="latin-1", dtype=str, keep_default_na=False)
+    rows = []
+    for i, r in enumerate(df.to_dict("records")):
+        r = {k: (v if v != "" else None) for k, v in r.items()}
+        r["id"] = f"ktas-{i}"
+        r["note"] = ktas_note(r)
+        r["expert"] = int(r["KTAS_expert"])
+        r["nurse"] = int(r["KTAS_RN"])
+        rows.append(r)
+    return rows[:limit] if limit else rows
+
+
 def read_ktas_visits(data_dir: str | os.PathLike[str] | None = None,
                      limit: int | None = None) -> list[TriageVisit]:
-    """KTAS visits with the triage-time note the triage eval uses (:func:`medslm.evals.triage.ktas_note`)."""
-    from medslm.evals.triage import read_ktas
-
+    """KTAS visits with the triage-time note the triage eval uses (:func:`ktas_note`)."""
     root = dataset_path("ktas", data_dir)
     return [TriageVisit(str(r["id"]), str(r["note"]), int(r["expert"]), r.get("nurse"), dict(r))
             for r in read_ktas(root.parent, limit=limit)]

@@ -44,7 +44,8 @@ from medslm.evals.datasets import resolve_data_dir
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SYSTEMS", "TASKS", "Item", "TaskSpec", "run_eval", "run_task"]
+__all__ = ["ICD_TASK", "NER_TASK", "SAFETY_TASK", "SUMMARIZE_TASK", "SYSTEMS", "TRIAGE_TASK", "Item", "TaskSpec",
+           "all_tasks", "run_eval", "run_task"]
 
 SYSTEMS = ("rules", "slm", "llm", "cascade")
 
@@ -71,10 +72,10 @@ class TaskSpec:
     """How to evaluate one task: its data, its agent, its scoring."""
 
     name: str
-    role: str  # graph node / agent role ("ner", "icd", "triage", "summarize"; "guardian" for safety)
+    role: str  # the agent's registered name ("ner", "icd", …, a plug-in's); "guardian" for safety
     dataset: str
-    eval_module: str
-    eval_function: str
+    eval_module: str | None  # the owner's evaluation function (module, function); None: probe only
+    eval_function: str | None
     headline: str  # the metric the Pareto curve and the headline table use
     load: Callable[[Path, int], list[tuple[str, str, Any]]]  # -> (id, text, gold)
     extract: Callable[[Any], Any]  # ChartReview -> prediction
@@ -210,36 +211,55 @@ def _safety_score(golds: Sequence[Any], preds: Sequence[Any]) -> dict[str, float
             "recall": r["recall"], "fpr": r["fpr"]}
 
 
-TASKS: dict[str, TaskSpec] = {
-    "ner": TaskSpec("ner", "ner", "NCBI-disease test (PubTator, disease spans)", "medslm.evals.ner",
+# The built-in agents' tasks (their registry specs name these); plug-ins bring their own TaskSpec.
+NER_TASK = TaskSpec("ner", "ner", "NCBI-disease test (PubTator, disease spans)", "medslm.evals.ner",
                     "evaluate_ner", "lenient_f1", _load_ner, _ner_pred, _ner_score, _ner_units,
-                    rules_agent={"model": None}),
-    "icd": TaskSpec("icd", "icd", "CodiEsp dev (English, diagnosis codes)", "medslm.evals.icd",
+                    rules_agent={"model": None, "slm": None, "assertion_model": None})
+ICD_TASK = TaskSpec("icd", "icd", "CodiEsp dev (English, diagnosis codes)", "medslm.evals.icd",
                     "evaluate_icd", "micro_f1", _load_icd, _icd_pred, _icd_score, _icd_units,
-                    rules_agent={"model": None}, upstream=("ner",)),
-    "triage": TaskSpec("triage", "triage", "KTAS (expert level)", "medslm.evals.triage", "evaluate_triage",
+                    rules_agent={"model": None}, upstream=("ner",))
+TRIAGE_TASK = TaskSpec("triage", "triage", "KTAS (expert level)", "medslm.evals.triage", "evaluate_triage",
                        "accuracy", _load_triage, _triage_pred, _triage_score, _triage_units,
-                       rules_agent={"model": "embedded", "use_slm": False}),
-    "summarize": TaskSpec("summarize", "summarize", "MTS-Dialog validation (dialogue -> section)",
+                       rules_agent={"model": "embedded", "use_slm": False})
+SUMMARIZE_TASK = TaskSpec("summarize", "summarize", "MTS-Dialog validation (dialogue -> section)",
                           "medslm.evals.summarize", "evaluate_summarization", "rougeL", _load_summaries,
                           _summary_pred, _summary_score,
-                          rules_agent={"model": "embedded", "abstractive": False}),
-    "safety": TaskSpec("safety", "guardian", "MedSafetyBench (harmful) + MeQSum questions (benign)",
+                          rules_agent={"model": "embedded", "abstractive": False})
+#: The guardian is not an agent of the registry; its task is the harness's own.
+SAFETY_TASK = TaskSpec("safety", "guardian", "MedSafetyBench (harmful) + MeQSum questions (benign)",
                        "medslm.evals.safety", "evaluate_safety", "balanced_accuracy", _load_safety,
-                       lambda v: v, _safety_score),
-}
+                       lambda v: v, _safety_score)
 
 
-def _task_names(tasks: str | Sequence[str]) -> list[str]:
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
+def all_tasks() -> dict[str, TaskSpec]:
+    """Every evaluation task: each registered agent's (in registry order), then the guardian's."""
+    from medslm import registry
+
+    out: dict[str, TaskSpec] = {}
+    for spec in registry.specs():
+        task = spec.task()
+        if task is not None:
+            out[task.name] = task
+    out[SAFETY_TASK.name] = SAFETY_TASK
+    return out
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TASKS":  # the task table, read from the registry when asked for
+        return all_tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _task_names(names_: str | Sequence[str], known: dict[str, TaskSpec]) -> list[str]:
+    names = [names_] if isinstance(names_, str) else list(names_)
     out: list[str] = []
     for n in names:
         if n == "all":
-            out.extend(t for t in TASKS if t not in out)
-        elif n in TASKS:
+            out.extend(t for t in known if t not in out)
+        elif n in known:
             out.append(n)
         else:
-            raise UnknownNameError("eval task", n, [*TASKS, "all"])
+            raise UnknownNameError("eval task", n, [*known, "all"])
     return out
 
 
@@ -248,6 +268,8 @@ def _call_task_eval(spec: TaskSpec, data_dir: Path, limit: int | None) -> dict[s
     """The owner's evaluation function, called with what it accepts; absent or failing is recorded."""
     import inspect
 
+    if spec.eval_module is None or spec.eval_function is None:
+        return {"status": "none", "note": "this task has no evaluation function of its own; see the probe"}
     try:
         fn = getattr(import_module(spec.eval_module), spec.eval_function)
     except (ImportError, AttributeError) as exc:
@@ -295,7 +317,6 @@ def _graph_probe(spec: TaskSpec, records: Sequence[tuple[str, str, Any]], settin
     from medslm.graphs.builders import run_note
     from medslm.graphs.context import ReviewContext, make_agent
     from medslm.graphs.pipeline import Pipeline
-    from medslm.graphs.state import AGENT_FIELDS
     from medslm.records import Note
     from medslm.safety import Guardian
 
@@ -320,7 +341,7 @@ def _graph_probe(spec: TaskSpec, records: Sequence[tuple[str, str, Any]], settin
         item = Item(rid, gold, latency_ms=wall)
         if review.status.value in ("failed", "blocked"):
             item.failed = (review.reason or review.status.value)[:200]
-        result = getattr(review, AGENT_FIELDS[spec.role]) if spec.role in AGENT_FIELDS else None
+        result = review.results.get(spec.role)
         if result is not None:
             item.pred = spec.extract(review)
             item.confidence = float(result.confidence)
@@ -488,14 +509,15 @@ def run_task(spec: TaskSpec, data_dir: Path, limit: int | None, *, probe: int, s
 def run_eval(tasks: str | Sequence[str] = "all", data_dir: str | os.PathLike[str] | None = None, *,
              limit: int | None = 20, probe: int | None = None, settings: Any = None,
              systems: Sequence[str] = SYSTEMS, task_eval: bool = True, n_boot: int = 500) -> dict[str, Any]:
-    """Run ``tasks`` (``"all"`` or names of :data:`TASKS`) and return every figure as a JSON-ready dict.
+    """Run ``tasks`` (``"all"`` or names of :func:`all_tasks`) and return every figure as a JSON-ready dict.
 
     ``limit`` goes to the task evaluation functions; ``probe`` (default ``min(limit, 10)``) is the
     number of items each system of the side-by-side probe runs on.
     """
     from medslm.settings import Settings
 
-    names = _task_names(tasks)
+    known = all_tasks()
+    names = _task_names(tasks, known)
     for s in systems:
         if s not in SYSTEMS:
             raise UnknownNameError("eval system", s, SYSTEMS)
@@ -521,7 +543,7 @@ def run_eval(tasks: str | Sequence[str] = "all", data_dir: str | os.PathLike[str
     }
     for name in names:
         log.info("eval %s: start", name)
-        result["tasks"][name] = run_task(TASKS[name], root, limit, probe=n_probe, settings=settings,
+        result["tasks"][name] = run_task(known[name], root, limit, probe=n_probe, settings=settings,
                                          systems=systems, task_eval=task_eval, n_boot=n_boot)
     result["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
     return result

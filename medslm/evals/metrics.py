@@ -16,7 +16,6 @@ Heavy libraries (numpy, sklearn, seqeval, rouge-score, torch) are imported insid
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
@@ -239,7 +238,8 @@ def reliability_bins(confidences: Sequence[float], correct: Sequence[bool | int 
 # ----------------------------------------------------------------------------------------- bootstrap
 def bootstrap_ci(metric: Callable[..., float], *columns: Sequence[Any], n: int = 1000, alpha: float = 0.05,
                  seed: int = 0) -> Interval:
-    """Percentile bootstrap interval of ``metric(*columns)``, resampling items (rows) with replacement.
+    """Percentile bootstrap interval of ``metric(*columns)``, resampling items (rows) with replacement
+    (``scipy.stats.bootstrap`` over the row indexes, so any per-item objects work).
 
     ``columns`` are parallel per-item sequences (e.g. gold and predicted code sets).
     """
@@ -248,12 +248,15 @@ def bootstrap_ci(metric: Callable[..., float], *columns: Sequence[Any], n: int =
     size = len(columns[0])
     if any(len(c) != size for c in columns):
         raise ValueError("bootstrap columns must have the same length")
-    rng = random.Random(seed)
-    vals = []
-    for _ in range(n):
-        idx = [rng.randrange(size) for _ in range(size)]
-        vals.append(float(metric(*([c[i] for i in idx] for c in columns))))
-    vals.sort()
-    lo = vals[int((alpha / 2) * (n - 1))]
-    hi = vals[int(round((1 - alpha / 2) * (n - 1)))]
-    return (lo, hi)
+    if size == 1:  # one item: nothing to resample
+        v = float(metric(*columns))
+        return (v, v)
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    def statistic(rows: Any) -> float:
+        return float(metric(*([c[i] for i in rows] for c in columns)))
+
+    res = bootstrap((np.arange(size),), statistic, n_resamples=n, confidence_level=1 - alpha,
+                    method="percentile", vectorized=False, random_state=np.random.default_rng(seed))
+    return (float(res.confidence_interval.low), float(res.confidence_interval.high))

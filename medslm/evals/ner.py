@@ -6,7 +6,9 @@
 - BC5CDR devel (``bc5cdr/devel.tsv``, chemicals and diseases): the IOB file has no document boundaries;
   tokens are joined by single spaces and consecutive sentences grouped by ten into pseudo-documents.
 
-``evaluate_ner(data_dir, limit=None, systems=("lexicon", "agent"))`` returns every figure in one dict.
+``evaluate_ner(data_dir, limit=None, systems=("lexicon", "agent"))`` returns every figure in one dict;
+:func:`ablation` (``bench/ablation.py --agent ner``) scores classical-only (CRF + lexicon + rules), the NER
+specialist alone and the shipped combination per document, for bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ class LexiconBaseline:
 
 
 def _agent_predict(agent: Any, text: str, labels: Sequence[str]) -> list[tuple[int, int, str]]:
+    """The agent's spans of ``text`` as ``(start, end, corpus label)``."""
     entities, _ = agent.extract(text)
     type_to_label = {v: k for k, v in LABEL_TYPES.items() if k in labels}
     return [(e.start, e.end, type_to_label[e.type.value]) for e in entities if e.type.value in type_to_label]
@@ -155,10 +158,28 @@ def _latency(xs: list[float]) -> dict[str, float]:
     return {"p50_ms": round(1000 * statistics.median(ys), 1), "p95_ms": round(1000 * ys[min(len(ys) - 1, int(0.95 * len(ys)))], 1)}
 
 
-def evaluate_corpus(corpus: str, docs: Sequence[Doc], data_dir: Path, systems: Sequence[str], *,
-                    model: Any = "embedded", kg: Any = None, tagger: str | None = None) -> dict[str, Any]:
+#: the NER agent's configuration on the public corpora (abstracts: no clinical lexicon spans, no rule
+#: types, no abbreviations, no assertion or concepts) for each system of the ablation
+SYSTEM_OPTIONS: dict[str, dict[str, Any]] = {
+    "classical": {"slm": None, "propagate": True},    # the corpus's CRF (+ its lexicon features) + propagation rules
+    "slm": {"fusion": False, "tagger": None, "propagate": False},  # the NER specialist alone
+    "combined": {"propagate": False},                 # what ships: the specialist fused with the CRF (propagation
+                                                      # off: chosen on NCBI-disease devel, 0.844 vs 0.835 with it)
+}
+
+
+def corpus_agent(corpus: str, system: str = "combined", *, kg: Any = None, model: Any = None, **kw: Any) -> Any:
+    """The NER agent configured for a public corpus (``ncbi``: the ncbi head and ``ner-crf-ncbi``;
+    ``bc5cdr``: the bc5cdr head and ``ner-crf``) as one system of the ablation."""
     from medslm.agents.ner import NerAgent
 
+    opts: dict[str, Any] = {"lexicon_spans": False, "rule_types": False, "assertion": False, "concepts": False,
+                            "abbreviations": False, "head": corpus, "tagger": "auto", **SYSTEM_OPTIONS[system], **kw}
+    return NerAgent(model=model, kg=kg, **opts).load()
+
+
+def evaluate_corpus(corpus: str, docs: Sequence[Doc], data_dir: Path, systems: Sequence[str], *,
+                    model: Any = None, kg: Any = None, tagger: str | None = None) -> dict[str, Any]:
     labels = CORPORA[corpus][1]
     out: dict[str, Any] = {"documents": len(docs), "mentions": sum(len(d.spans) for d in docs)}
     if "lexicon" in systems:
@@ -166,20 +187,23 @@ def evaluate_corpus(corpus: str, docs: Sequence[Doc], data_dir: Path, systems: S
         t = time.perf_counter()
         preds = [base.predict(d.text) for d in docs]
         out["lexicon"] = {**_score(docs, preds, labels), "seconds": round(time.perf_counter() - t, 2)}
-    if "agent" in systems:
-        agent = NerAgent(model=model, kg=kg, tagger=tagger or corpus, lexicon_spans=False,
-                         rule_types=False, assertion=False, concepts=False).load()
+    for system in systems:
+        if system == "lexicon":
+            continue
+        name = "combined" if system == "agent" else system
+        extra = {"tagger": tagger} if tagger is not None and name != "slm" else {}
+        agent = corpus_agent(corpus, name, kg=kg, model=model, **extra)
         preds, lat = [], []
         for d in docs:
             t = time.perf_counter()
             preds.append(_agent_predict(agent, d.text, labels))
             lat.append(time.perf_counter() - t)
-        out["agent"] = {**_score(docs, preds, labels), **_latency(lat)}
+        out[system] = {**_score(docs, preds, labels), **_latency(lat)}
     return out
 
 
 def evaluate_ner(data_dir: str | Path | None = None, limit: int | None = None,
-                 systems: Sequence[str] = ("lexicon", "agent"), *, model: Any = "embedded",
+                 systems: Sequence[str] = ("lexicon", "agent"), *, model: Any = None,
                  corpora: Sequence[str] = ("ncbi", "bc5cdr")) -> dict[str, Any]:
     """Strict-span F1 on NCBI-disease test and BC5CDR devel, lexicon baseline and agent side by side."""
     from medslm.knowledge import KnowledgeGraph
@@ -193,11 +217,59 @@ def evaluate_ner(data_dir: str | Path | None = None, limit: int | None = None,
     if "bc5cdr" in corpora:
         docs = read_iob_docs(root / "bc5cdr" / "devel.tsv")[:limit]
         results["bc5cdr_devel"] = evaluate_corpus("bc5cdr", docs, root, systems, model=model, kg=kg)
-    from medslm.agents.assertion import evaluate_assertion
+    from medslm.agents.assertion import AssertionClassifier, evaluate_assertion
 
-    a = evaluate_assertion()
+    clf = AssertionClassifier().load()
+    a = evaluate_assertion(clf)
     results["assertion_synthetic"] = {k: a[k] for k in ("n", "accuracy", "per_class")}
+    a = evaluate_assertion(clf, "ownership-test")
+    results["assertion_ownership_test"] = {k: a[k] for k in ("n", "accuracy", "per_class")}
     return results
 
 
-__all__ = ["Doc", "LexiconBaseline", "evaluate_corpus", "evaluate_ner", "prf", "read_iob_docs", "read_ncbi"]
+def _counts(doc: Doc, pred: Sequence[tuple[int, int, str]], labels: Sequence[str]) -> tuple[int, int, int]:
+    gold = {(s, e, lab) for s, e, lab in doc.spans if lab in labels}
+    got = {(s, e, lab) for s, e, lab in pred if lab in labels}
+    return len(gold & got), len(got - gold), len(gold - got)
+
+
+def ablation(data_dir: str | Path | None = None, *, limit: int | None = None, seed: int = 0,
+             corpora: Sequence[str] = ("ncbi", "bc5cdr")) -> list[Any]:
+    """Classical-only (the corpus's CRF with its lexicon features + propagation rules), the NER specialist
+    alone, and the combination that ships, on NCBI-disease test and BC5CDR devel (neither fitted nor tuned
+    on): per-document ``(tp, fp, fn)`` of strict spans, for :func:`medslm.evals.ablation.summarize`."""
+    from medslm.evals.ablation import Ablation, micro_f1
+    from medslm.knowledge import KnowledgeGraph
+
+    root = resolve_data_dir(data_dir)
+    kg = KnowledgeGraph.default()
+    out = []
+    for corpus in corpora:
+        if corpus == "ncbi":
+            docs, split = read_ncbi(root, "test"), "NCBI-disease test (abstracts)"
+        else:
+            docs, split = read_iob_docs(root / "bc5cdr" / "devel.tsv"), "BC5CDR devel (10-sentence pseudo-documents)"
+        docs = docs[:limit]
+        labels = CORPORA[corpus][1]
+        items: dict[str, list[Any]] = {}
+        latency: dict[str, Any] = {}
+        for system in SYSTEM_OPTIONS:
+            agent = corpus_agent(corpus, system, kg=kg)
+            rows, lat = [], []
+            for d in docs:
+                t = time.perf_counter()
+                rows.append(_counts(d, _agent_predict(agent, d.text, labels), labels))
+                lat.append(time.perf_counter() - t)
+            items[system] = rows
+            latency[system] = _latency(lat)
+        notes = [f"items = documents ({len(docs)}); metric = micro strict span F1 over {'/'.join(labels)}",
+                 "classical: the CRF trained on the corpus's train split with its lexicon and knowledge-graph "
+                 "features, plus propagation rules; slm: ner-slm alone (its " + corpus + " head); combined: "
+                 "ner-slm fused with that CRF (weight tuned on NCBI-disease devel; no propagation, also "
+                 "chosen there)"]
+        out.append(Ablation("ner", split, "strict span F1", micro_f1, items, notes, {"latency": latency}))
+    return out
+
+
+__all__ = ["SYSTEM_OPTIONS", "Doc", "LexiconBaseline", "ablation", "corpus_agent", "evaluate_corpus", "evaluate_ner",
+           "prf", "read_iob_docs", "read_ncbi"]

@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ACI_HEADERS",
     "MTS_SECTIONS",
+    "ablation",
+    "aci_note_sections",
     "embedding_similarity",
     "evaluate_summarization",
     "lead_baseline",
     "read_aci",
     "read_mts",
     "rouge_scores",
+    "score_systems",
+    "slm_only_rouge",
 ]
 
 log = logging.getLogger(__name__)
@@ -38,8 +44,39 @@ MTS_SECTIONS = {
     "PROCEDURES": "past_surgical_history", "IMMUNIZATIONS": "medications", "GYNHX": "past_medical_history",
     "OTHER_HISTORY": "past_medical_history",
 }
-ACI_SECTIONS = ("chief_complaint", "hpi", "review_of_systems", "findings", "assessment", "plan")
-ACI_SENTENCES = {"chief_complaint": 1, "hpi": 8, "review_of_systems": 3, "findings": 5, "assessment": 4, "plan": 5}
+ACI_SECTIONS = ("chief_complaint", "hpi", "review_of_systems", "findings", "assessment_plan")
+ACI_SENTENCES = {"chief_complaint": 1, "hpi": 8, "review_of_systems": 3, "findings": 5, "assessment_plan": 9}
+#: ACI-Bench note headers -> summary sections (a section may gather several headers, in note order).
+ACI_HEADERS = {
+    "CHIEF COMPLAINT": ("chief_complaint",), "HISTORY OF PRESENT ILLNESS": ("hpi",), "HPI": ("hpi",),
+    "REVIEW OF SYSTEMS": ("review_of_systems",),
+    "PHYSICAL EXAM": ("findings",), "PHYSICAL EXAMINATION": ("findings",), "EXAM": ("findings",),
+    "VITALS": ("findings",), "VITALS REVIEWED": ("findings",), "RESULTS": ("findings",),
+    "ASSESSMENT AND PLAN": ("assessment_plan",), "ASSESSMENT": ("assessment", "assessment_plan"),
+    "IMPRESSION": ("assessment", "assessment_plan"), "PLAN": ("plan", "assessment_plan"),
+    "INSTRUCTIONS": ("plan", "assessment_plan"),
+    "MEDICAL HISTORY": ("past_medical_history",), "PAST HISTORY": ("past_medical_history",),
+    "SURGICAL HISTORY": ("past_surgical_history",), "SOCIAL HISTORY": ("family_social_history",),
+    "FAMILY HISTORY": ("family_social_history",), "MEDICATIONS": ("medications",),
+    "CURRENT MEDICATIONS": ("medications",), "ALLERGIES": ("allergies",),
+}
+_ACI_HEADER = re.compile(r"^[A-Z][A-Z /&\-]{1,58}$")
+
+
+def aci_note_sections(note: str) -> dict[str, str]:
+    """An ACI-Bench reference note cut at its upper-case headers into summary sections (text under
+    headers of one section joined in note order; text under unknown headers is left out)."""
+    out: dict[str, list[str]] = {}
+    current: tuple[str, ...] = ()
+    for line in note.splitlines():
+        s = line.strip()
+        if _ACI_HEADER.match(s) and s.isupper():
+            current = ACI_HEADERS.get(s, ())
+            continue
+        if s:
+            for name in current:
+                out.setdefault(name, []).append(s)
+    return {k: "\n".join(v) for k, v in out.items()}
 
 
 def _data_dir(data_dir: str | Path | None) -> Path:
@@ -200,9 +237,8 @@ def evaluate_summarization(data_dir: str | Path | None = None, limit: int | None
     def agent_for(sections: Sequence[str], abstractive: bool, sentences: dict[str, int] | None = None
                   ) -> SummarizeAgent:
         if abstractive and "lm" not in shared_lm:
-            from medslm.models.catalog import load_model
-
-            shared_lm["lm"] = load_model(model) if isinstance(model, str) else model
+            # the agent resolves "embedded" to the model with its shipped adapter merged in
+            shared_lm["lm"] = SummarizeAgent(model=model).lm if isinstance(model, str) else model
         return SummarizeAgent(model=shared_lm.get("lm", model), sections=tuple(sections), abstractive=abstractive,
                               sentences=sentences)
 
@@ -242,4 +278,169 @@ def evaluate_summarization(data_dir: str | Path | None = None, limit: int | None
         table[f"agent extractive (last {n_abs})"] = _score("ext-sub", ext[-n_abs:], refs[-n_abs:], srcs[-n_abs:])
         table[f"lead (last {n_abs})"] = _score("lead-sub", lead[-n_abs:], refs[-n_abs:], srcs[-n_abs:])
     out["aci_bench"] = {"split": "train+valid", "rows": table}
+    return out
+
+
+# ------------------------------------------------------------------------------------------- ablation
+def _note_text(sections: Sequence[tuple[str, Sequence[str]]], titles: bool) -> str:
+    """A summary as text: sentences per section, under upper-case section titles when ``titles``."""
+    from medslm.agents.summarize import SECTIONS
+
+    parts = []
+    for name, sents in sections:
+        if not sents:
+            continue
+        body = " ".join(sents)
+        parts.append(f"{SECTIONS[name].title.upper()}\n{body}" if titles else body)
+    return "\n\n".join(parts)
+
+
+def _rouge_item(pred: str, ref: str) -> tuple[float, float, float]:
+    from medslm.evals.metrics import rouge
+
+    r = rouge([ref], [pred])
+    return 100 * r["rouge1"], 100 * r["rouge2"], 100 * r["rougeL"]
+
+
+def _items(data_dir: str | Path | None, dataset: str, limit: int | None) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """``(id, source, sections, reference)`` of a report split: MTS-Dialog valid or ACI-Bench valid."""
+    if dataset == "mts":
+        return [(f"mts-{r['ID']}", r["dialogue"], (MTS_SECTIONS.get(r["section_header"], "hpi"),), r["section_text"])
+                for r in read_mts(data_dir, "ValidationSet", limit)]
+    return [(f"aci-{r['encounter_id']}", r["dialogue"], ACI_SECTIONS, r["note"])
+            for r in read_aci(data_dir, ("valid",), limit)]
+
+
+def score_systems(data_dir: str | Path | None, dataset: str, *, limit: int | None = None, lm: Any = None,
+                  systems: Sequence[str] = ("classical", "slm", "combined"), rows_per_call: int = 8,
+                  start: int = 0) -> dict[str, list[dict[str, float]]]:
+    """Per-item figures of each system on MTS-Dialog valid (``"mts"``) or ACI-Bench valid (``"aci"``):
+    ROUGE-1/2/L F1 (x100), sentences, sentences the faithfulness check flags, latency (ms).
+
+    ``classical``: the agent's extractive selection alone; ``slm``: the model's sections as written (whole
+    sentences; no check, no fallback); ``combined``: the agent (check, replacement, fallback). The SLM
+    writes each item once (items batched ``rows_per_call`` sections a call; the latency of the SLM
+    systems is that call's time shared among its items); the agent reuses that text.
+    """
+    from medslm.agents.faithfulness import NoteIndex, check_sentence
+    from medslm.agents.section_writer import split_sentences
+    from medslm.agents.summarize import SummarizeAgent
+    from medslm.records import Note
+
+    titles = dataset == "aci"
+    extra_k = ACI_SENTENCES if dataset == "aci" else None
+    out: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
+    items = _items(data_dir, dataset, limit)[start:]
+    notes = [Note(id=item_id, text=source) for item_id, source, _, _ in items]
+    written: list[Any] = [None] * len(items)
+    write_ms = [0.0] * len(items)
+    if "slm" in systems or "combined" in systems:
+        writer = SummarizeAgent(model=lm if lm is not None else "embedded")
+        per_call = max(1, rows_per_call // max(len(items[0][2]), 1)) if items else 1
+        for b in range(0, len(items), per_call):
+            t0 = time.perf_counter()
+            batch = writer.write_many([(notes[i], items[i][2]) for i in range(b, min(len(items), b + per_call))],
+                                      rows_per_call=rows_per_call)
+            ms = (time.perf_counter() - t0) * 1000 / len(batch)
+            for k, (gens, _) in enumerate(batch):
+                written[b + k], write_ms[b + k] = gens, ms
+            log.info("summarize ablation (%s): written %d/%d items", dataset, min(len(items), b + per_call), len(items))
+    for n, (_item_id, source, sections, ref) in enumerate(items):
+        note = notes[n]
+        index = NoteIndex.build(source)
+        if "classical" in systems:
+            t0 = time.perf_counter()
+            r = SummarizeAgent(model="embedded", sections=sections, abstractive=False, sentences=extra_k).run(note, {})
+            ms = (time.perf_counter() - t0) * 1000
+            secs = [(s.name, [x.text for x in s.sentences]) for s in r.output.sections]
+            flagged = sum(not x.supported for s in r.output.sections for x in s.sentences)
+            out["classical"].append(_entry(_note_text(secs, titles), ref, secs, flagged, ms))
+        if "slm" in systems:
+            secs = [(s, [x for x in split_sentences(str(g.text)) if x.endswith(".")]) for s, g in written[n].items()]
+            flagged = sum(not check_sentence(x, index).supported for _, xs in secs for x in xs)
+            out["slm"].append(_entry(_note_text(secs, titles), ref, secs, flagged, write_ms[n]))
+        if "combined" in systems:
+            agent = SummarizeAgent(model=lm if lm is not None else "embedded", sections=sections, sentences=extra_k)
+            t0 = time.perf_counter()
+            r = agent.run(note, {}, written=written[n])
+            ms = (time.perf_counter() - t0) * 1000 + write_ms[n]
+            secs = [(s.name, [x.text for x in s.sentences]) for s in r.output.sections]
+            flagged = sum(not x.supported for s in r.output.sections for x in s.sentences)
+            e = _entry(_note_text(secs, titles), ref, secs, flagged, ms)
+            e.update({k: r.signals.get(k, 0.0) for k in ("slm_unsupported", "slm_replaced", "slm_dropped",
+                                                          "sections_fallback", "generated")})
+            out["combined"].append(e)
+    return out
+
+
+def _entry(pred: str, ref: str, secs: Sequence[tuple[str, Sequence[str]]], flagged: int, ms: float) -> dict[str, float]:
+    r1, r2, rl = _rouge_item(pred, ref)
+    return {"rouge1": r1, "rouge2": r2, "rougeL": rl, "sentences": float(sum(len(x) for _, x in secs)),
+            "unsupported": float(flagged), "latency_ms": ms}
+
+
+def _mean_rouge1(entries: Sequence[dict[str, float]]) -> float:
+    return sum(e["rouge1"] for e in entries) / len(entries) if entries else 0.0
+
+
+def _aggregate(per: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    agg = {}
+    for system, entries in per.items():
+        n = max(len(entries), 1)
+        lat = sorted(e["latency_ms"] for e in entries) or [0.0]
+        agg[system] = {"rouge1": sum(e["rouge1"] for e in entries) / n, "rouge2": sum(e["rouge2"] for e in entries) / n,
+                       "rougeL": sum(e["rougeL"] for e in entries) / n,
+                       "sentences": sum(e["sentences"] for e in entries),
+                       "unsupported_sentences": sum(e["unsupported"] for e in entries),
+                       "latency_ms_p50": lat[len(lat) // 2]}
+    return agg
+
+
+def ablation(data_dir: str | Path | None = None, *, limit: int | None = None, seed: int = 0) -> Any:
+    """Classical (extractive selection) vs SLM-only (the fine-tuned writer, no check) vs combined (the agent)
+    on **MTS-Dialog valid** (the headline: ROUGE-1, 100 items) with **ACI-Bench valid** (20 full notes,
+    rendered with section titles) summarized in the notes and ``extra``; never used to fit or tune."""
+    from medslm.evals.ablation import Ablation, summarize
+
+    mts = score_systems(data_dir, "mts", limit=limit)
+    aci = score_systems(data_dir, "aci", limit=min(limit, 20) if limit else None)
+    aci_ab = Ablation(agent="summarize", split=f"ACI-Bench valid ({len(aci['classical'])} encounters)",
+                      metric_name="ROUGE-1 F1 (x100)", metric=_mean_rouge1, items=aci)
+    aci_res = summarize(aci_ab, seed=seed)
+    mts_agg, aci_agg = _aggregate(mts), _aggregate(aci)
+    notes = ["MTS-Dialog valid, per system: " + "; ".join(
+        f"{s} R1/R2/RL {v['rouge1']:.1f}/{v['rouge2']:.1f}/{v['rougeL']:.1f}, {int(v['unsupported_sentences'])} of "
+        f"{int(v['sentences'])} sentences unsupported, p50 {v['latency_ms_p50']:.0f} ms" for s, v in mts_agg.items())]
+    notes.append(f"ACI-Bench valid (n={aci_res['n']}), ROUGE-1 with 95 % CI: " + "; ".join(
+        f"{s} {v['value']:.1f} [{v['ci95'][0]:.1f}, {v['ci95'][1]:.1f}]" for s, v in aci_res["systems"].items()))
+    notes.append("ACI-Bench valid paired differences: " + "; ".join(
+        f"{k} {v['value']:+.1f} [{v['ci95'][0]:+.1f}, {v['ci95'][1]:+.1f}]" for k, v in aci_res["differences"].items()))
+    notes.append("ACI-Bench valid, per system: " + "; ".join(
+        f"{s} R1/R2/RL {v['rouge1']:.1f}/{v['rouge2']:.1f}/{v['rougeL']:.1f}, {int(v['unsupported_sentences'])} of "
+        f"{int(v['sentences'])} sentences unsupported, p50 {v['latency_ms_p50']:.0f} ms" for s, v in aci_agg.items()))
+    return Ablation(agent="summarize", split=f"MTS-Dialog valid ({len(mts['classical'])} dialogues)",
+                    metric_name="ROUGE-1 F1 (x100)", metric=_mean_rouge1, items=mts, notes=notes,
+                    extra={"mts_dialog_valid": mts_agg, "aci_bench_valid": aci_agg, "aci_bench_valid_ci": aci_res})
+
+
+def slm_only_rouge(data_dir: str | Path | None, *, adapter: str | Path, n_mts: int, n_aci: int,
+                   device: str = "cpu") -> dict[str, float]:
+    """ROUGE-1/2/L of an adapter's sections as written (the SLM alone) on the first items of MTS-Dialog valid
+    and ACI-Bench valid: the figures ``medslm train summarize-lora`` puts in the manifest."""
+    from medslm.models import embedded
+    from medslm.models.transformers_backend import TransformersModel
+
+    lm = TransformersModel(embedded.converted_dir(), model_id=embedded.MODEL_ID, revision=embedded.REVISION,
+                           adapter=adapter, device=device)
+    out: dict[str, float] = {}
+    for dataset, n, key in (("mts", n_mts, "mts-dialog_valid"), ("aci", n_aci, "aci-bench_valid")):
+        if not n:
+            continue
+        per = score_systems(data_dir, dataset, limit=n, lm=lm, systems=("slm", "combined"),
+                            rows_per_call=64 if device.startswith("cuda") else 8)
+        agg = _aggregate(per)
+        for system in ("slm", "combined"):
+            for m in ("rouge1", "rouge2", "rougeL"):
+                out[f"{key}_first{n}_{m}_{system}"] = agg[system][m]
+            out[f"{key}_first{n}_unsupported_sentences_{system}"] = agg[system]["unsupported_sentences"]
     return out

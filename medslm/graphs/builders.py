@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from importlib import import_module
 from typing import Any
 
-from medslm.errors import NoteError
+from medslm import registry
+from medslm.errors import ConfigurationError, NoteError, UnknownNameError
 from medslm.graphs.context import ReviewContext
 from medslm.graphs.nodes import default_context, failure_reason, review_from_state
 from medslm.graphs.pipeline import Pipeline
 from medslm.records import ChartReview, Note, ReviewStatus, Route
-from medslm.settings import ROLES, Settings
+from medslm.settings import Settings
 
 
 def _settings(settings: Settings | None, overrides: Mapping[str, Any]) -> tuple[Settings, dict[str, Any]]:
     """Split ``overrides`` into per-role model specs (``ner="..."``), Settings fields and compile options."""
     s = settings or Settings()
-    models = {k: v for k, v in overrides.items() if k in ROLES}
+    roles = registry.roles()
+    models = {k: v for k, v in overrides.items() if k in roles}
     fields = {k: v for k, v in overrides.items() if k in Settings.model_fields}
     rest = {k: v for k, v in overrides.items() if k not in models and k not in fields}
     if fields:
@@ -33,26 +36,58 @@ def _settings(settings: Settings | None, overrides: Mapping[str, Any]) -> tuple[
     return s, rest
 
 
-def chart_review_pipeline(settings: Settings | None = None, *, parallel: bool | None = None,
-                          **overrides: Any) -> Pipeline:
-    """guard_in → ner → {icd, triage, summarize} → verify → route → escalate? → review? → guard_out.
+def agent_stages(specs: Sequence[registry.AgentSpec]) -> list[list[registry.AgentSpec]]:
+    """The agents in stages: each after every agent whose field it reads (required or optional).
 
-    ``overrides``: per-role model specs (``summarize="openai:http://…#m"``) or Settings fields
-    (``escalation_model=…``). Insert your own nodes with :meth:`Pipeline.insert`.
-    ``parallel``: icd, triage and summarize as parallel branches. Default: only when one of them calls
-    an endpoint (``openai:``), whose requests then overlap. Local models share the CPU and one model per
-    process, so branches gain nothing there and LangGraph's thread pool costs ~5 % per note on 2 cores
-    (bench/runner.py); they then run one after the other.
+    For medslm's agents: ``[[ner], [icd, triage, summarize, …]]``; registration order within a stage.
+    """
+    fields = {s.field: s.name for s in specs}
+    depth: dict[str, int] = {}
+
+    def level(s: registry.AgentSpec, seen: tuple[str, ...] = ()) -> int:
+        if s.name not in depth:
+            if s.name in seen:
+                from medslm.errors import GraphContractError
+
+                raise GraphContractError(f"agents {', '.join(seen)} read each other's fields in a cycle")
+            ups = [by_name[fields[f]] for f in (*s.reads, *s.optional_reads) if f in fields and fields[f] != s.name]
+            depth[s.name] = 1 + max((level(u, (*seen, s.name)) for u in ups), default=-1)
+        return depth[s.name]
+
+    by_name = {s.name: s for s in specs}
+    stages: dict[int, list[registry.AgentSpec]] = {}
+    for s in specs:
+        stages.setdefault(level(s), []).append(s)
+    return [stages[k] for k in sorted(stages)]
+
+
+def chart_review_pipeline(settings: Settings | None = None, *, parallel: bool | None = None,
+                          agents: Sequence[str] | None = None, **overrides: Any) -> Pipeline:
+    """guard_in → ner → {icd, triage, summarize, …} → verify → route → escalate? → review? → guard_out.
+
+    The agents are those of the registry with ``chart_review=True`` (or ``agents``, names in any order),
+    each after the agents whose fields it reads. ``overrides``: per-role model specs
+    (``summarize="openai:http://…#m"``) or Settings fields (``escalation_model=…``). Insert your own
+    nodes with :meth:`Pipeline.insert`. ``parallel``: the agents of a stage as parallel branches.
+    Default: only when one of them calls an endpoint (``openai:``), whose requests then overlap. Local
+    models share the CPU and one model per process, so branches gain nothing there and LangGraph's
+    thread pool costs ~5 % per note on 2 cores (bench/runner.py); they then run one after the other.
     """
     s, rest = _settings(settings, overrides)
     if rest:
-        from medslm.errors import UnknownNameError
-
-        raise UnknownNameError("chart_review option", next(iter(rest)), [*ROLES, *Settings.model_fields])
+        raise UnknownNameError("chart_review option", next(iter(rest)), [*registry.roles(), *Settings.model_fields])
+    specs = ([registry.get(n) for n in agents] if agents is not None
+             else [a for a in registry.specs() if a.chart_review])
+    stages = agent_stages(specs)
     if parallel is None:
-        parallel = any(str(s.model_for(r)).startswith("openai:") for r in ("icd", "triage", "summarize"))
-    pipe = Pipeline(name="chart_review", settings=s).add("guard_in").add("ner")
-    pipe = pipe.add("icd", "triage", "summarize") if parallel else pipe.add("icd").add("triage").add("summarize")
+        parallel = any(str(s.model_for(a.role)).startswith("openai:") for st in stages[1:] for a in st)
+    pipe = Pipeline(name="chart_review", settings=s).add("guard_in")
+    for st in stages:
+        if parallel and len(st) > 1:
+            pipe = pipe.add(*(a.name for a in st))
+        else:
+            for a in st:
+                pipe = pipe.add(a.name)
     return (
         pipe
         .add("verify")
@@ -64,9 +99,10 @@ def chart_review_pipeline(settings: Settings | None = None, *, parallel: bool | 
 
 
 def chart_review(settings: Settings | None = None, *, checkpointer: Any = None, parallel: bool | None = None,
-                 **overrides: Any) -> Any:
+                 agents: Sequence[str] | None = None, **overrides: Any) -> Any:
     """The full chart-review graph, compiled (instant: no model loads until the first note)."""
-    return chart_review_pipeline(settings, parallel=parallel, **overrides).compile(checkpointer=checkpointer)
+    return chart_review_pipeline(settings, parallel=parallel, agents=agents,
+                                 **overrides).compile(checkpointer=checkpointer)
 
 
 def cohort(settings: Settings | None = None) -> Any:
@@ -115,6 +151,40 @@ def _routed(route: Route) -> Any:
 
     check.__name__ = f"routed_{route.value}"
     return check
+
+
+# --------------------------------------------------------------------------- graphs by spec
+#: What ``medslm review`` runs without ``--graph``.
+DEFAULT_GRAPH = "medslm.graphs.builders:chart_review"
+
+
+def load_graph(spec: Any, settings: Settings | None = None) -> Any:
+    """A compiled graph from a graph, a Pipeline, a builder function or a ``"module:attr"`` spec."""
+    if spec is None:
+        spec = DEFAULT_GRAPH
+    if isinstance(spec, str):
+        if ":" not in spec:
+            raise ConfigurationError(f"graph spec {spec!r} must be 'module:function' (e.g. {DEFAULT_GRAPH!r})")
+        mod_name, attr = spec.split(":", 1)
+        try:
+            module = import_module(mod_name)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import graph module {mod_name!r}: {exc}") from None
+        if not hasattr(module, attr):
+            known = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+            raise UnknownNameError(f"graph builder in {mod_name}", attr, known)
+        spec = getattr(module, attr)
+    if hasattr(spec, "compile") and hasattr(spec, "describe"):  # a Pipeline
+        return spec.compile()
+    if hasattr(spec, "invoke"):
+        return spec
+    if callable(spec):
+        try:
+            return spec(settings)
+        except TypeError:
+            return spec()
+    raise ConfigurationError(f"cannot make a graph of {type(spec).__name__}")
+
 
 
 # --------------------------------------------------------------------------- one note
@@ -183,12 +253,15 @@ def _default_graph() -> Any:
 
 
 __all__ = [
+    "DEFAULT_GRAPH",
     "LevelPolicy",
+    "agent_stages",
     "as_note",
     "chart_review",
     "chart_review_pipeline",
     "cohort",
     "ed_queue",
+    "load_graph",
     "review",
     "run_note",
     "triage_rules",

@@ -8,37 +8,76 @@ making a context is instant and a graph that never runs ``icd`` never loads the 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from medslm.errors import UnknownNameError
+from medslm import registry
+from medslm.agents.base import Agent
+from medslm.records import AgentResult, Note, Route, SafetyVerdict
 from medslm.settings import Settings
 
-#: role -> (module, class) of the built-in agents.
-AGENT_CLASSES = {
-    "ner": ("medslm.agents.ner", "NerAgent"),
-    "icd": ("medslm.agents.icd", "IcdAgent"),
-    "triage": ("medslm.agents.triage", "TriageAgent"),
-    "summarize": ("medslm.agents.summarize", "SummarizeAgent"),
-}
+if TYPE_CHECKING:
+    from medslm.routers.review_queue import ReviewQueue
 
 
-def make_agent(role: str, model: Any = "embedded", *, artifacts: Path | str | None = None, **options: Any) -> Any:
-    """A built-in agent for ``role`` on ``model`` (a spec or a LanguageModel); loads nothing yet.
+# What the nodes need of each component (medslm's classes fit; so does a test's or a user's own).
+class GuardianLike(Protocol):
+    """Input and output screening (:class:`medslm.safety.Guardian`)."""
+
+    def check_input(self, note: Note) -> SafetyVerdict: ...
+
+    def fence(self, text: str, verdict: SafetyVerdict | None = None) -> str: ...
+
+    def check_output(self, note_text: str, *, summary_text: str | None = None, codes: Iterable[Any] = (),
+                     input_verdict: SafetyVerdict | None = None,
+                     code_validator: Callable[[str], bool] | None = None) -> SafetyVerdict: ...
+
+
+class KnowledgeBase(Protocol):
+    """Code lookups of ``verify`` and ``guard_out`` (:class:`medslm.knowledge.KnowledgeGraph`)."""
+
+    def get(self, code: str, system: str | None = None) -> Any: ...
+
+    def validate(self, code: str, system: str = "ICD10CM") -> Any: ...
+
+    def is_billable(self, code: str) -> bool: ...
+
+
+class RoutingPolicy(Protocol):
+    """Accept / escalate / review one result (:class:`medslm.routers.EscalationPolicy`; ``decide`` may
+    also take ``note_id=``)."""
+
+    def decide(self, result: AgentResult[Any]) -> Route: ...
+
+
+class Escalating(Protocol):
+    """Re-runs a result on the large model (:class:`medslm.routers.Escalator`)."""
+
+    def escalate(self, agent_name: str, note: Note, result: AgentResult[Any],
+                 constraint_or_agent: Any) -> AgentResult[Any]: ...
+
+
+def make_agent(name: str, model: Any = "embedded", *, artifacts: Path | str | None = None, **options: Any) -> Any:
+    """A registered agent (:mod:`medslm.registry`) on ``model`` (a spec or a LanguageModel); loads nothing yet.
 
     ``artifacts``: a folder of retrained artifacts, passed to agents that load trained components.
     """
-    import inspect
-    from importlib import import_module
+    return registry.get(name).build(model, **with_artifacts(registry.get(name), artifacts, options))
 
-    if role not in AGENT_CLASSES:
-        raise UnknownNameError("agent role", role, list(AGENT_CLASSES))
-    module, cls = AGENT_CLASSES[role]
-    klass = getattr(import_module(module), cls)
-    if artifacts is not None and "artifacts" in inspect.signature(klass).parameters:
-        options = {"artifacts": str(artifacts), **options}
-    return klass(model=model, **options)
+
+def with_artifacts(agent_spec: Any, artifacts: Path | str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus ``artifacts=`` when the agent's class takes it and a folder is configured."""
+    import inspect
+
+    if artifacts is None or "artifacts" in options:
+        return options
+    try:
+        params = inspect.signature(registry.resolve(agent_spec.factory)).parameters
+    except (TypeError, ValueError):
+        return options
+    return {"artifacts": str(artifacts), **options} if "artifacts" in params else options
 
 
 @dataclass
@@ -55,15 +94,17 @@ class ReviewContext:
     """
 
     settings: Settings = field(default_factory=Settings)
-    agents: dict[str, Any] = field(default_factory=dict)
-    guardian: Any = None
-    kg: Any = None
-    policy: Any = None
-    escalator: Any = None
-    queue: Any = None
+    agents: dict[str, Agent[Any]] = field(default_factory=dict)
+    guardian: GuardianLike | None = None
+    kg: KnowledgeBase | None = None
+    policy: RoutingPolicy | None = None
+    escalator: Escalating | None = None
+    queue: ReviewQueue | None = None
     queue_path: Path | None = None
     interactive: bool = False
     serialize_agents: bool = True
+    #: the batch job's key (set by the runner); review items are keyed by it (default: the settings hash)
+    job_key: str | None = None
     _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
@@ -78,16 +119,27 @@ class ReviewContext:
         return self.settings.config_hash()
 
     # ----------------------------------------------------------------- components, built on first use
-    def agent(self, role: str, model: Any = None, options: dict[str, Any] | None = None) -> Any:
-        """The agent for ``role`` on ``model`` (default: ``settings.model_for(role)``), one per context."""
-        spec = model if model is not None else self.settings.model_for(role)
-        key = role if model is None and not options else f"{role}@{spec!r}@{sorted((options or {}).items())!r}"
+    def agent(self, name: str, model: Any = None, options: dict[str, Any] | None = None) -> Agent[Any]:
+        """The agent ``name`` on ``model`` (default: ``settings.model_for`` its role), one per context."""
+        agent_spec = registry.get(name)
+        spec = model if model is not None else self.settings.model_for(agent_spec.role)
+        key = name if model is None and not options else f"{name}@{spec!r}@{sorted((options or {}).items())!r}"
         with self._lock:
             if key not in self.agents:
-                self.agents[key] = make_agent(role, spec, artifacts=self.settings.artifacts, **(options or {}))
+                self.agents[key] = agent_spec.build(
+                    self._model(spec), **with_artifacts(agent_spec, self.settings.artifacts, options or {}))
             return self.agents[key]
 
-    def get_guardian(self) -> Any:
+    def _model(self, spec: Any) -> Any:
+        """A spec as agents get it: models load with this run's settings only when the user allowed PHI
+        to remote endpoints (otherwise every remote model de-identifies, the safe default)."""
+        if isinstance(spec, str) and self.settings.allow_phi_to_remote and spec not in ("rules", "none"):
+            from medslm.models.catalog import load_model
+
+            return load_model(spec, settings=self.settings)
+        return spec
+
+    def get_guardian(self) -> GuardianLike:
         with self._lock:
             if self.guardian is None:
                 from medslm.safety import Guardian
@@ -96,12 +148,12 @@ class ReviewContext:
                 # "rules": the guardian without a language model or spaCy NER (regular expressions only)
                 rules = spec in ("rules", "none")
                 arts = self.settings.artifacts
-                self.guardian = Guardian(None if rules else spec, use_ner=not rules,
+                self.guardian = Guardian(None if rules else self._model(spec), use_ner=not rules,
                                          max_chars=self.settings.max_note_chars,
                                          artifacts=str(arts) if arts is not None else None)
             return self.guardian
 
-    def get_kg(self) -> Any:
+    def get_kg(self) -> KnowledgeBase:
         with self._lock:
             if self.kg is None:
                 from medslm.knowledge import KnowledgeGraph
@@ -109,7 +161,7 @@ class ReviewContext:
                 self.kg = KnowledgeGraph.default()
             return self.kg
 
-    def get_policy(self) -> Any:
+    def get_policy(self) -> RoutingPolicy:
         with self._lock:
             if self.policy is None:
                 from medslm.routers import EscalationPolicy
@@ -117,7 +169,7 @@ class ReviewContext:
                 self.policy = EscalationPolicy.from_settings(self.settings)
             return self.policy
 
-    def get_escalator(self) -> Any:
+    def get_escalator(self) -> Escalating | None:
         """The escalator to the configured LLM, or None when no escalation model is configured."""
         with self._lock:
             if self.escalator is None and self.settings.escalation_model:
@@ -127,7 +179,7 @@ class ReviewContext:
                                            policy=self.get_policy())
             return self.escalator
 
-    def get_queue(self) -> Any:
+    def get_queue(self) -> ReviewQueue:
         with self._lock:
             if self.queue is None:
                 from medslm.routers import ReviewQueue
@@ -137,4 +189,4 @@ class ReviewContext:
             return self.queue
 
 
-__all__ = ["AGENT_CLASSES", "ReviewContext", "make_agent"]
+__all__ = ["Escalating", "GuardianLike", "KnowledgeBase", "ReviewContext", "RoutingPolicy", "make_agent"]

@@ -14,24 +14,20 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from medslm import registry
 from medslm.errors import EndpointError, MedslmError, NoteError
+from medslm.graphs.checks import spans_outside
 from medslm.graphs.context import ReviewContext
-from medslm.graphs.state import AGENT_FIELDS
-from medslm.settings import Settings
 from medslm.records import AgentResult, ChartReview, Note, ReviewStatus, Route, Severity
+from medslm.settings import Settings
 
 log = logging.getLogger(__name__)
 
 NodeFn = Callable[..., dict[str, Any]]
-
-#: What the agent nodes of chart review read (besides the note and the fenced text).
-AGENT_READS = {"ner": (), "icd": ("entities",), "triage": (), "summarize": ()}
-AGENT_OPTIONAL_READS = {"ner": (), "icd": (), "triage": ("entities",), "summarize": ("entities",)}
 
 
 @dataclass(frozen=True)
@@ -168,7 +164,17 @@ def guard_out(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
         input_verdict=state.get("safety_in"),
         code_validator=_kg_validator(ctx) if code_list else None,
     )
-    return {"safety_out": verdict}
+    update: dict[str, Any] = {"safety_out": verdict}
+    if summary is not None and any(f.category == "phi_leak" for f in verdict.findings):
+        # PHI in the summary is redacted ([NAME], [MRN]…), never passed on as a mere finding
+        from medslm.safety.output import redact_summary
+
+        note = state["note"]
+        phi = state.get("safety_in").phi if state.get("safety_in") is not None else ()
+        red, n = redact_summary(summary.output, {note.text[p.start : p.end] for p in phi})
+        if n:
+            update["summary"] = summary.model_copy(update={"output": red})
+    return update
 
 
 def _kg_validator(ctx: ReviewContext) -> Callable[[str], bool]:
@@ -193,7 +199,8 @@ def agent_node(
     options: dict[str, Any] | None = None,
 ) -> NodeFn:
     """A node running ``agent`` (an object) or the context's agent for ``role`` on ``model``."""
-    out_field = field_name or AGENT_FIELDS.get(role or name, name)
+    spec = registry.find(role or name)
+    out_field = field_name or (spec.field if spec is not None else name)
 
     def run(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
         ctx = context_of(runtime)
@@ -215,68 +222,26 @@ def kg_lookup(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- verify
 def verify(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
-    """KG checks of codes, evidence spans inside the note, summary support, triage flags vs. vitals."""
+    """For every agent result: evidence spans inside the note, then the agent's own checks (its spec's
+    ``verify``: codes in the KG, entity offsets, summary support, red flags vs. vitals…)."""
     ctx = context_of(runtime)
     text: str = state.get("text") or state["note"].text
-    n = len(text)
     issues: list[str] = []
-
-    def spans_ok(agent: str, spans: Any) -> None:
-        for s in spans:
-            if s.end > n:
-                issues.append(f"{agent}: evidence span [{s.start}, {s.end}) is outside the note ({n} chars)")
-
-    entities = state.get("entities")
-    if entities is not None:
-        spans_ok("ner", entities.evidence)
-        for e in entities.output:
-            if e.end > n or text[e.start : e.end] != e.text:
-                issues.append(f"ner: entity at [{e.start}, {e.end}) does not match the note text there")
-    codes = state.get("codes")
-    if codes is not None:
-        spans_ok("icd", codes.evidence)
-        from medslm.errors import InvalidCodeError
-
-        kg = ctx.get_kg() if codes.output else None
-        for c in codes.output:
-            spans_ok("icd", c.evidence)
-            try:
-                kg.validate(c.code)
-            except InvalidCodeError as exc:
-                issues.append(f"icd: {exc}")
-                continue
-            if not kg.is_billable(c.code):
-                issues.append(f"icd: code {c.code!r} is a category, not billable; code to a child")
-            if not c.evidence:
-                issues.append(f"icd: code {c.code!r} has no evidence span")
-    summary = state.get("summary")
-    if summary is not None:
-        spans_ok("summarize", summary.evidence)
-        for sec in summary.output.sections:
-            for i, sent in enumerate(sec.sentences):
-                spans_ok("summarize", sent.support)
-                if not sent.supported or not sent.support:
-                    why = ", ".join(sent.issues) or "no supporting span"
-                    issues.append(f"summarize: sentence {i} of {sec.name} is not supported by the note ({why})")
-    triage = state.get("triage")
-    if triage is not None:
-        spans_ok("triage", triage.evidence)
-        issues.extend(_triage_issues(text, triage))
+    for fld, result in agent_results(state).items():
+        spec = registry.for_field(fld)
+        name = spec.name if spec is not None else result.agent
+        issues.extend(spans_outside(name, result.evidence, len(text)))
+        check = spec.renderer("verify") if spec is not None else None
+        if check is not None:
+            issues.extend(check(result, text, ctx))
     return {"issues": issues}
 
 
-def _triage_issues(text: str, triage: AgentResult[Any]) -> list[str]:
-    from medslm.agents.red_flags import find_red_flags
-    from medslm.agents.vitals import extract_vitals
-
-    level = triage.output.level
-    out = []
-    for flag in find_red_flags(text, extract_vitals(text)):
-        if level > flag.max_level:
-            out.append(
-                f"triage: level {level} is less urgent than red flag {flag.name!r} allows (<= {flag.max_level})"
-            )
-    return out
+def agent_results(state: Mapping[str, Any]) -> dict[str, AgentResult[Any]]:
+    """The agent results in ``state`` by state field: registered agents in registry order, then others."""
+    found = {k: v for k, v in state.items() if isinstance(v, AgentResult)}
+    order = {s.field: i for i, s in enumerate(registry.specs())}
+    return dict(sorted(found.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
 # --------------------------------------------------------------------------- route / escalate / review
@@ -343,7 +308,7 @@ def make_escalate(agent_fields: Mapping[str, str], agents: Mapping[str, Any]) ->
                 continue
             fld = agent_fields[node]
             result = state[fld]
-            agent = agents.get(node) or (ctx.agent(node) if node in AGENT_FIELDS else None)
+            agent = agents.get(node) or (ctx.agent(node) if node in registry.AGENTS else None)
             try:
                 new = escalator.escalate(node, seen_note(state), result, agent)
             except EndpointError as exc:
@@ -373,12 +338,14 @@ def make_review(agent_fields: Mapping[str, str]) -> NodeFn:
                 continue
             result = state[agent_fields[node]]
             reason = reasons.get(node, "review")
+            # keyed by job, note content and payload: another patient under a reused id is a new item
+            key = {"job_key": ctx.job_key or ctx.config_hash, "note_sha256": note.sha256}
             if not ctx.interactive:
-                items.append(str(ctx.get_queue().add(note.id, node, result, reason)))
+                items.append(str(ctx.get_queue().add(note.id, node, result, reason, **key)))
                 continue
             from medslm.routers import request_review
 
-            decision = request_review(ctx.get_queue(), note.id, node, result, reason)
+            decision = request_review(ctx.get_queue(), note.id, node, result, reason, **key)
             items.append(str(decision.get("item_id", "")))
             action = str(decision.get("decision") or decision.get("action") or "")
             actions.append({"item_id": decision.get("item_id"), "agent": node, "action": action,
@@ -435,10 +402,7 @@ def review_from_state(
         reason=reason,
         note_sha256=note.sha256,
         text=note.text,
-        entities=state.get("entities"),
-        codes=state.get("codes"),
-        triage=state.get("triage"),
-        summary=state.get("summary"),
+        results=results_by_agent(state),
         safety_in=state.get("safety_in"),
         safety_out=safety_out,
         issues=tuple(state.get("issues") or ()),
@@ -448,13 +412,20 @@ def review_from_state(
     )
 
 
-def timed_ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)
+def results_by_agent(state: Mapping[str, Any]) -> dict[str, AgentResult[Any]]:
+    """``ChartReview.results``: each agent result of ``state`` under its agent's name (the registry's
+    name for a registered agent's field, else the field, which is a user agent's node name)."""
+    out: dict[str, AgentResult[Any]] = {}
+    for fld, result in agent_results(state).items():
+        spec = registry.for_field(fld)
+        out[spec.name if spec is not None else fld] = result
+    return out
 
 
 __all__ = [
     "NodeSpec",
     "agent_node",
+    "agent_results",
     "allowed",
     "context_of",
     "failure_reason",
@@ -466,6 +437,7 @@ __all__ = [
     "make_review",
     "make_route",
     "needs",
+    "results_by_agent",
     "review_from_state",
     "seen_note",
     "verify",

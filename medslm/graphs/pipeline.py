@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from medslm import registry
 from medslm.errors import GraphContractError, UnknownNameError
 from medslm.graphs import nodes as N
 from medslm.graphs.context import ReviewContext
-from medslm.graphs.state import AGENT_FIELDS, ReviewState
+from medslm.graphs.state import ReviewState
 from medslm.settings import Settings
 
 #: Fields every run starts with.
@@ -61,30 +62,29 @@ class _Stage:
     gate: Predicate | None = None  # after this stage, go on only if true; otherwise end the run
 
 
+#: The built-in nodes that are not agents (agents come from :mod:`medslm.registry`).
 BUILTINS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str]] = {
     # name: (reads, optional reads, writes, description)
     "guard_in": (("note",), (), ("text", "safety_in", "status", "reason"),
                  "refuse empty/huge/binary notes, find injections and PHI, fence injected spans"),
-    "ner": (("note",), ("text",), ("entities",), "entities with spans, assertion and KG concepts"),
-    "icd": (("note", "entities"), ("text",), ("codes",), "ICD-10-CM codes chosen among KG candidates"),
-    "triage": (("note",), ("text", "entities"), ("triage",), "acuity 1-5 with red flags"),
-    "summarize": (("note",), ("text", "entities"), ("summary",), "sectioned summary with support spans"),
-    "verify": (("note",), ("text", "entities", "codes", "triage", "summary"), ("issues",),
-               "codes in the KG, spans inside the note, summary support, red flags vs. vitals"),
-    "route": (("note",), ("entities", "codes", "triage", "summary", "issues"),
-              ("routes", "route_reasons", "entities", "codes", "triage", "summary"),
+    "verify": (("note",), ("text", "issues"), ("issues",),
+               "evidence spans inside the note, then each agent's own checks (codes in the KG, summary "
+               "support, red flags vs. vitals…)"),
+    "route": (("note",), ("issues",), ("routes", "route_reasons"),
               "accept / escalate / review each result by calibrated confidence and budget"),
-    "escalate": (("note", "routes"), ("text",),
-                 ("routes", "route_reasons", "entities", "codes", "triage", "summary"),
+    "escalate": (("note", "routes"), ("text",), ("routes", "route_reasons"),
                  "ask the escalation LLM; endpoint failures go to review"),
-    "review": (("note", "routes"), ("route_reasons",),
-               ("review_items", "reviewer_actions", "entities", "codes", "triage", "summary"),
+    "review": (("note", "routes"), ("route_reasons",), ("review_items", "reviewer_actions"),
                "queue for a human (interrupt in interactive runs)"),
     "kg_lookup": (("note",), ("text", "entities"), ("entities",),
                   "ground entities (or, without NER, lexicon matches) in the knowledge graph"),
-    "guard_out": (("note",), ("summary", "codes"), ("safety_out",),
-                  "screen outputs for unsafe advice, PHI leaks, unsupported claims"),
+    "guard_out": (("note",), ("summary", "codes"), ("safety_out", "summary"),
+                  "screen outputs for unsafe advice, PHI leaks (redacted), unsupported claims"),
 }
+
+#: Built-in nodes over every agent of the graph: they read (verify, route) or rewrite (route,
+#: escalate, review) the agents' fields, which Pipeline adds to their contract at compile time.
+OVER_AGENTS = {"verify": ("read",), "route": ("read", "write"), "escalate": ("write",), "review": ("write",)}
 
 
 class Pipeline:
@@ -169,14 +169,20 @@ class Pipeline:
     def _declare(self, node: Any, *, name: str | None, reads: Sequence[str] | None, writes: Sequence[str] | None,
                  optional_reads: tuple[str, ...], model: Any, policy: Any, options: dict[str, Any]) -> _Decl:
         if isinstance(node, str):
+            spec = registry.find(node) if node not in BUILTINS else None
+            if spec is not None:
+                return _Decl(name or node, node, "builtin", tuple(reads or ("note", *spec.reads)),
+                             tuple(writes or (spec.field,)), optional_reads or spec.optional_reads, model,
+                             policy, dict(options))
             if node not in BUILTINS:
-                raise UnknownNameError("node", node, [*BUILTINS, *self.node_names])
+                raise UnknownNameError("node", node, [*BUILTINS, *registry.AGENTS.names(), *self.node_names])
             r, opt, w, _ = BUILTINS[node]
             return _Decl(name or node, node, "builtin", tuple(reads or r), tuple(writes or w),
                          optional_reads or opt, model, policy, dict(options))
         if hasattr(node, "run") and hasattr(node, "name"):
             agent_name = name or str(node.name)
-            fld = AGENT_FIELDS.get(agent_name, agent_name)
+            spec = registry.find(agent_name)
+            fld = spec.field if spec is not None else agent_name
             return _Decl(agent_name, node, "agent", tuple(reads or ("note",)), tuple(writes or (fld,)),
                          optional_reads or ("text", "entities"), None, policy, dict(options))
         if callable(node):
@@ -190,7 +196,8 @@ class Pipeline:
             return _Decl(fname, node, "function", tuple(reads or ()), tuple(writes), optional_reads,
                          None, policy, dict(options))
         raise GraphContractError(
-            f"cannot make a node of {type(node).__name__}: give a built-in name ({', '.join(BUILTINS)}), "
+            f"cannot make a node of {type(node).__name__}: give a built-in name "
+            f"({', '.join([*BUILTINS, *registry.AGENTS.names()])}), "
             "an object with .name and .run(note, state), or a function of the state"
         )
 
@@ -200,30 +207,55 @@ class Pipeline:
         hints = typing.get_type_hints(self.state_schema, include_extras=True)
         return {k for k, v in hints.items() if typing.get_origin(v) is typing.Annotated}
 
+    @staticmethod
+    def _is_agent(d: _Decl) -> bool:
+        return d.kind == "agent" or (d.kind == "builtin" and d.target not in BUILTINS)
+
+    def _resolved(self) -> list[list[_Decl]]:
+        """The stages' nodes, with verify / route / escalate / review given the fields of this graph's
+        agents (what they read or rewrite)."""
+        fields = tuple(dict.fromkeys(d.writes[0] for st in self._stages for d in st.nodes if self._is_agent(d)))
+        out = []
+        for st in self._stages:
+            nodes = []
+            for d in st.nodes:
+                how = OVER_AGENTS.get(d.target) if d.kind == "builtin" and isinstance(d.target, str) else None
+                if how:
+                    d = replace(
+                        d,
+                        optional_reads=tuple(dict.fromkeys((*d.optional_reads, *fields))) if "read" in how
+                        else d.optional_reads,
+                        writes=tuple(dict.fromkeys((*d.writes, *fields))) if "write" in how else d.writes,
+                    )
+                nodes.append(d)
+            out.append(nodes)
+        return out
+
     def check(self) -> None:
         """Raise :class:`GraphContractError` / :class:`UnknownNameError` if the graph cannot work."""
         if not self._stages:
             raise GraphContractError("the pipeline has no nodes; add some with Pipeline.add(...)")
+        stages = self._resolved()
         seen: set[str] = set()
-        for st in self._stages:
-            for d in st.nodes:
+        for st in stages:
+            for d in st:
                 if d.name in seen:
                     raise GraphContractError(f"two nodes are named {d.name!r}; pass name= to tell them apart")
                 seen.add(d.name)
         written: dict[str, str] = {f: "<input>" for f in INPUT_FIELDS}
         reducers = self.reducers()
-        for st in self._stages:
-            for d in st.nodes:
+        for st in stages:
+            for d in st:
                 for f in d.reads:
                     if f not in written:
-                        later = [x.name for s in self._stages for x in s.nodes if f in x.writes and x is not d]
+                        later = [x.name for s in stages for x in s if f in x.writes and x is not d]
                         where = f"only {', '.join(map(repr, later))} writes it, later" if later else "no node writes it"
                         raise GraphContractError(
                             f"node {d.name!r} reads {f!r}, but {where}; add a node that writes {f!r} "
                             f"before {d.name!r}, or remove {d.name!r}"
                         )
             owners: dict[str, str] = {}
-            for d in st.nodes:
+            for d in st:
                 for f in d.writes:
                     if f in owners and f not in reducers:
                         raise GraphContractError(
@@ -232,24 +264,27 @@ class Pipeline:
                             "after the other"
                         )
                     owners[f] = d.name
-            for d in st.nodes:
+            for d in st:
                 written.update(dict.fromkeys(d.writes, d.name))
 
     # ------------------------------------------------------------------ compiling
     def specs(self) -> list[N.NodeSpec]:
         """The resolved node specs, in stage order."""
-        agent_decls = [d for st in self._stages for d in st.nodes
-                       if d.kind == "agent" or (d.kind == "builtin" and d.target in AGENT_FIELDS)]
+        stages = self._resolved()
+        agent_decls = [d for st in stages for d in st if self._is_agent(d)]
         agent_fields = {d.name: d.writes[0] for d in agent_decls}
         policies = {d.name: d.policy for d in agent_decls if d.policy is not None}
         agent_objects = {d.name: d.target for d in agent_decls if d.kind == "agent"}
         out = []
-        for st in self._stages:
-            for d in st.nodes:
+        for st in stages:
+            for d in st:
                 fn = self._node_fn(d, agent_fields, policies, agent_objects)
-                desc = BUILTINS[d.target][3] if d.kind == "builtin" else (getattr(d.target, "__doc__", "") or "")
+                if d.kind == "builtin":
+                    desc = BUILTINS[d.target][3] if d.target in BUILTINS else registry.get(d.target).description
+                else:
+                    desc = getattr(d.target, "__doc__", "") or ""
                 model = d.model if isinstance(d.model, str) or d.model is None else type(d.model).__name__
-                if d.kind == "builtin" and d.target in AGENT_FIELDS and model is None:
+                if d.kind == "builtin" and d.target not in BUILTINS and model is None:
                     model = "settings"
                 if d.kind == "agent":
                     spec = getattr(d.target, "model_spec", None)
@@ -266,7 +301,7 @@ class Pipeline:
         if d.kind == "function":
             return d.target  # type: ignore[no-any-return]
         t = d.target
-        if t in AGENT_FIELDS:
+        if t not in BUILTINS:  # a registered agent
             return N.agent_node(d.name, role=t, model=d.model, options=d.options or None, field_name=d.writes[0])
         if t == "route":
             return N.make_route(agent_fields, policies)
@@ -279,7 +314,8 @@ class Pipeline:
     def _state_class(self) -> type:
         """The state schema, extended with any field a user node writes that the schema lacks."""
         known = set(typing.get_type_hints(self.state_schema, include_extras=True))
-        extra = {f: Any for st in self._stages for d in st.nodes for f in (*d.writes, *d.reads) if f not in known}
+        extra = {f: Any for st in self._resolved() for d in st for f in (*d.writes, *d.reads, *d.optional_reads)
+                 if f not in known}
         if not extra:
             return self.state_schema
         meta = type(self.state_schema)
@@ -370,12 +406,6 @@ class Pipeline:
         """Mermaid text of the compiled graph."""
         return str(self.compile().get_graph().draw_mermaid())
 
-    def draw_png(self, path: Any) -> Any:
-        """Draw the stages to a PNG with matplotlib (offline; no mermaid.ink)."""
-        from medslm.graphs.drawing import draw_stages_png
-
-        return draw_stages_png([[d.name for d in st.nodes] for st in self._stages], path, title=self.name)
-
     def __repr__(self) -> str:
         return f"Pipeline({' -> '.join('{' + ', '.join(d.name for d in st.nodes) + '}' for st in self._stages)})"
 
@@ -384,8 +414,4 @@ def _passthrough(state: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _flat(stages: Sequence[Sequence[str]]) -> list[str]:
-    return [n for st in stages for n in st]
-
-
-__all__ = ["BUILTINS", "Pipeline"]
+__all__ = ["BUILTINS", "OVER_AGENTS", "Pipeline"]

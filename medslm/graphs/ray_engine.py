@@ -29,8 +29,8 @@ class GraphWorker:
     """A Ray Data actor: builds the graph once, then reviews batches of notes."""
 
     def __init__(self, graph_spec: str, settings_json: str, job_key: str) -> None:
+        from medslm.graphs.builders import load_graph
         from medslm.graphs.context import ReviewContext
-        from medslm.graphs.runner import load_graph
 
         self.settings = Settings.model_validate_json(settings_json)
         self.graph = load_graph(graph_spec, self.settings)

@@ -20,13 +20,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from medslm.errors import ConfigurationError, UnknownNameError
+from medslm.errors import UnknownNameError
 from medslm.graphs.audit import audit_record
-from medslm.graphs.builders import run_note
+from medslm.graphs.builders import DEFAULT_GRAPH, load_graph, run_note
 from medslm.graphs.context import ReviewContext
 from medslm.graphs.io import InputFailure, Record, from_objects, read_records, write_reviews
 from medslm.graphs.store import ResultStore
@@ -36,36 +35,6 @@ from medslm.settings import Settings
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
-DEFAULT_GRAPH = "medslm.graphs.builders:chart_review"
-
-
-# --------------------------------------------------------------------------- graphs by spec
-def load_graph(spec: Any, settings: Settings | None = None) -> Any:
-    """A compiled graph from a graph, a Pipeline, a builder function or a ``"module:attr"`` spec."""
-    if spec is None:
-        spec = DEFAULT_GRAPH
-    if isinstance(spec, str):
-        if ":" not in spec:
-            raise ConfigurationError(f"graph spec {spec!r} must be 'module:function' (e.g. {DEFAULT_GRAPH!r})")
-        mod_name, attr = spec.split(":", 1)
-        try:
-            module = import_module(mod_name)
-        except ImportError as exc:
-            raise ConfigurationError(f"cannot import graph module {mod_name!r}: {exc}") from None
-        if not hasattr(module, attr):
-            known = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
-            raise UnknownNameError(f"graph builder in {mod_name}", attr, known)
-        spec = getattr(module, attr)
-    if hasattr(spec, "compile") and hasattr(spec, "describe"):  # a Pipeline
-        return spec.compile()
-    if hasattr(spec, "invoke"):
-        return spec
-    if callable(spec):
-        try:
-            return spec(settings)
-        except TypeError:
-            return spec()
-    raise ConfigurationError(f"cannot make a graph of {type(spec).__name__}")
 
 
 def job_key(graph: Any, settings: Settings) -> str:
@@ -219,6 +188,10 @@ def review_batch(
         or Settings()
     context = context or ReviewContext(settings=settings)
     key = job_key(g, settings)
+    if context.job_key != key:  # review items of this job are keyed by it (the caller's context is left as is)
+        import dataclasses
+
+        context = dataclasses.replace(context, job_key=key)
     out_path = Path(output) if output is not None else None
 
     if isinstance(inputs, str | Path):
@@ -233,7 +206,7 @@ def review_batch(
         db = store
     else:
         path = store if store is not None else (str(out_path) + ".store.sqlite" if out_path is not None else ":memory:")
-        db = ResultStore(path)
+        db = ResultStore(path, store_text=settings.store_note_text)
     try:
         known = db.done(key)
         notes = [(i, r) for i, r in records if isinstance(r, Note)]

@@ -4,21 +4,25 @@ A rerun of the same job (same settings and graph, hence the same key) skips note
 redoes the failed ones, or those whose text changed. Each review is committed on its own (WAL journal),
 so a crash, ``kill -9`` or Ctrl-C loses at most the notes in flight; the primary key makes writing a
 note twice impossible.
+
+The file is created 0600 through :mod:`medslm.database` (schema versions and migrations). It holds each
+review as JSON: results that quote the note (entity mentions, evidence, summary sentences) and, unless
+``store_text=False`` (``Settings.store_note_text``), the note text itself.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from medslm.database import Schema, connect, migrate
 from medslm.records import ChartReview, ReviewStatus
 
-_SCHEMA = """
+_V1 = """
 CREATE TABLE IF NOT EXISTS reviews (
     note_id TEXT NOT NULL,
     job_key TEXT NOT NULL,
@@ -31,26 +35,28 @@ CREATE TABLE IF NOT EXISTS reviews (
     PRIMARY KEY (note_id, job_key)
 )
 """
+SCHEMA = Schema("results store", (_V1,))
 
 
 class ResultStore:
-    """SQLite store of reviews keyed by note id + job key (``":memory:"`` for a throw-away one)."""
+    """SQLite store of reviews keyed by note id + job key (``":memory:"`` for a throw-away one).
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    ``store_text=False`` keeps the note text out of the file (the review's ``text`` is dropped).
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, store_text: bool = True) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self.store_text = store_text
+        self._db = connect(self.path, check_same_thread=False, autocommit=True)
         self._lock = threading.Lock()
         with self._lock:
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            migrate(self._db, SCHEMA)
 
     def put(self, review: ChartReview, job_key: str, *, input_sha256: str | None = None,
             audit: dict[str, Any] | None = None) -> None:
         """Insert or replace this note's review for this job, committed before returning."""
+        if not self.store_text and review.text is not None:
+            review = review.model_copy(update={"text": None})
         with self._lock:
             self._db.execute(
                 "INSERT INTO reviews (note_id, job_key, input_sha256, status, review, audit, attempts, updated) "

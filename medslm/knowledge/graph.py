@@ -3,6 +3,11 @@
 Building reads the sources (embedded ICD-10-CM, HPO and CCSR by default), builds the graph and the
 lexical indexes, and pickles them to ``<cache_dir>/kg/`` under a key made of the source versions, so the
 next process loads in about a second. Nothing is loaded before the first query.
+
+The cache file is signed: an HMAC-SHA256 of the pickled bytes under the per-installation secret
+(:mod:`medslm.secret`) is written before them, and the file is unpickled only when the signature
+matches. A cache file written by anyone without the key (a crafted pickle that would run code on load)
+is refused and the graph is rebuilt.
 """
 
 from __future__ import annotations
@@ -35,9 +40,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: bump when the pickled layout changes
-FORMAT_VERSION = "kg-2"
+FORMAT_VERSION = "kg-3"  # kg-2 twice: signed cache files (main) and index paths (icd)
+_MAGIC = b"medslm-kg-signed-v1\n"
 _DEFAULT: KnowledgeGraph | None = None
 _DEFAULT_LOCK = threading.Lock()
+
+
+def _signature(payload: bytes) -> bytes:
+    from medslm.secret import keyed_digest
+
+    return keyed_digest("kg-cache", payload)
+
+
+def _verified(blob: bytes) -> bytes | None:
+    """The payload of a signed cache file, or None when the magic or the HMAC does not match."""
+    import hmac
+
+    if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + 32:
+        return None
+    sig, payload = blob[len(_MAGIC) : len(_MAGIC) + 32], blob[len(_MAGIC) + 32 :]
+    return payload if hmac.compare_digest(sig, _signature(payload)) else None
 
 
 def _code_version() -> str:
@@ -94,7 +116,7 @@ def _borrow_synonyms(rows: dict[str, tuple[Any, ...]], indexes: dict[str, Lexica
     if index is None:
         return {}
     borrowed: dict[str, list[str]] = {}
-    for cid, row in rows.items():
+    for _cid, row in rows.items():
         if row[1] == target or not row[4]:
             continue
         i = index.by_key.get(nz.key(row[3]))
@@ -163,7 +185,7 @@ class KnowledgeGraph:
 
     @property
     def cache_path(self) -> Path:
-        return self.cache_dir / f"graph-{self.cache_key()}.pkl"
+        return self.cache_dir / f"graph-{self.cache_key()}.signed"
 
     def load(self) -> KnowledgeGraph:
         """Load from the cache or build now (otherwise the first query does it). Returns ``self``."""
@@ -198,11 +220,15 @@ class KnowledgeGraph:
         try:
             # ~1M small objects: the cyclic collector would run dozens of times while unpickling and
             # more than double the load time; nothing is garbage here, so it pauses for the load.
+            blob = path.read_bytes()
+            payload = _verified(blob)
+            if payload is None:
+                log.warning("knowledge graph cache %s is not signed by this installation's key; rebuilding", path)
+                return None
             gc_was_enabled = gc.isenabled()
             gc.disable()
             try:
-                with path.open("rb") as f:
-                    data = pickle.load(f)
+                data = pickle.loads(payload)  # signed by this installation (HMAC checked above)
             finally:
                 if gc_was_enabled:
                     gc.enable()
@@ -218,8 +244,9 @@ class KnowledgeGraph:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".graph-", suffix=".tmp")
+            payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(fd, "wb") as f:
-                pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+                f.write(_MAGIC + _signature(payload) + payload)
             os.replace(tmp, path)
         except OSError as exc:
             log.warning("could not write knowledge graph cache %s (%s); the next process rebuilds", path, exc)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from functools import lru_cache
+
+from medslm.text import singular as stem  # plurals to singular, for lexicon keys
 
 TOKEN = re.compile(r"[^\W_]+(?:'s\b)?", re.UNICODE)
 
@@ -25,21 +26,6 @@ _QUALIFIERS = re.compile(
 )
 _PARENS = re.compile(r"\s*[\(\[][^)\]]*[\)\]]")
 _NOT_INVERTED = frozenset({"unspecified", "nos", "nec", "encounter", "other", "sequela", "site", "organism"})
-_NO_PLURAL = ("ss", "us", "is", "ous", "sis", "ys", "as", "os")
-
-
-@lru_cache(maxsize=65536)
-def stem(token: str) -> str:
-    """Reduce an English plural to its singular (lower-case input)."""
-    if len(token) <= 3 or not token.endswith("s") or token.isdigit():
-        return token
-    if token.endswith("ies") and len(token) > 4:
-        return token[:-3] + "y"
-    if token.endswith(("sses", "xes", "ches", "shes")):
-        return token[:-2]
-    if token.endswith(_NO_PLURAL):
-        return token
-    return token[:-1]
 
 
 def _fold(text: str) -> str:

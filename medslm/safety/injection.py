@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from medslm import text as _text
 from medslm.records import Span
 
 #: invisible or direction-changing characters used to hide text
@@ -143,19 +144,15 @@ _CUE = re.compile(
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentences (or lines) of ``text`` as [start, end) offsets, whitespace trimmed."""
-    out = []
-    for m in re.finditer(r"[^\n]+", text):
-        line_start = m.start()
-        for sm in re.finditer(r".+?(?:[.!?](?=\s|$)|$)", m.group()):
-            s, e = line_start + sm.start(), line_start + sm.end()
-            while s < e and text[s].isspace():
-                s += 1
-            while e > s and text[e - 1].isspace():
-                e -= 1
-            if e - s >= 3:
-                out.append((s, e))
-    return out
+    """Sentences (or lines) of ``text`` as [start, end) offsets, whitespace trimmed (loose boundaries:
+    injected instructions need not capitalise)."""
+    return _text.sentence_spans(text, loose=True, min_chars=3)
+
+
+def candidate_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentences worth a learned model's look: a cue of talking to a machine, and at least three words
+    (a heading such as "INSTRUCTIONS" or a two-word line carries no order worth fencing)."""
+    return [(s, e) for s, e in sentence_spans(text) if _CUE.search(text[s:e]) and len(text[s:e].split()) >= 3]
 
 
 def learned_candidates(text: str, *, floor: float = 0.3, artifacts: str | None = None) -> list[InjectionCandidate]:
@@ -163,8 +160,7 @@ def learned_candidates(text: str, *, floor: float = 0.3, artifacts: str | None =
     from medslm.safety.heads import load_head
 
     head = load_head("guardian-injection", artifacts)
-    # a heading ("INSTRUCTIONS") or a two-word line carries no order worth fencing
-    spans = [(s, e) for s, e in sentence_spans(text) if _CUE.search(text[s:e]) and len(text[s:e].split()) >= 3]
+    spans = candidate_sentences(text)
     if not spans:
         return []
     from medslm.safety._embed import embed
@@ -227,4 +223,4 @@ def fence_text(text: str, spans: Sequence[Span], fill: str = " ") -> str:
     return "".join(chars)
 
 
-__all__ = ["HIDDEN_CHARS", "InjectionCandidate", "fence_text", "find_injection_candidates", "learned_candidates", "sentence_spans"]
+__all__ = ["HIDDEN_CHARS", "InjectionCandidate", "candidate_sentences", "fence_text", "find_injection_candidates", "learned_candidates", "sentence_spans"]

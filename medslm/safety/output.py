@@ -10,8 +10,10 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from medslm.records import PhiSpan, SafetyFinding, Severity, Span
+from medslm.text import sentence_spans, stem
 
 
 @dataclass(frozen=True)
@@ -105,24 +107,8 @@ def _content_words(text: str) -> list[str]:
     return [w for w in re.findall(r"[a-z][a-z0-9\-]+|\d+(?:\.\d+)?", text.lower()) if w not in _STOPWORDS]
 
 
-def _stem(w: str) -> str:
-    for suf in ("ations", "ation", "ings", "ing", "ies", "ied", "ed", "es", "s", "ly"):
-        if len(w) > len(suf) + 3 and w.endswith(suf):
-            return w[: -len(suf)]
-    return w
-
-
 def _sentences(text: str) -> list[tuple[int, int]]:
-    out = []
-    for m in re.finditer(r"[^.!?\n]+(?:[.!?]+|$)", text, flags=re.MULTILINE):
-        s, e = m.span()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e - s >= 3:
-            out.append((s, e))
-    return out
+    return sentence_spans(text, loose=True, min_chars=3)
 
 
 @dataclass(frozen=True)
@@ -137,14 +123,14 @@ class SupportScore:
 
 def support_scores(output: str, source: str) -> list[SupportScore]:
     """For each sentence of ``output``: content-word coverage by ``source`` and numbers absent from it."""
-    src_words = {_stem(w) for w in _content_words(source)}
+    src_words = {stem(w) for w in _content_words(source)}
     src_numbers = set(re.findall(r"\d+(?:\.\d+)?", source))
     scores = []
     for s, e in _sentences(output):
         words = _content_words(output[s:e])
         if not words:
             continue
-        cov = sum(1 for w in words if _stem(w) in src_words) / len(words)
+        cov = sum(1 for w in words if stem(w) in src_words) / len(words)
         nums = tuple(n for n in re.findall(r"\d+(?:\.\d+)?", output[s:e]) if n not in src_numbers)
         scores.append(SupportScore(s, e, cov, nums))
     return scores
@@ -251,13 +237,50 @@ def check_phi_leak(
         out.append(
             SafetyFinding(
                 category="phi_leak",
-                severity=Severity.BLOCKING if blocking else Severity.INFO,
-                message=f"{field}: {typ} at [{s}, {e})" + (" after de-identification was requested" if blocking else ""),
+                severity=Severity.BLOCKING if blocking else Severity.WARNING,
+                message=f"{field}: {typ} at [{s}, {e})"
+                + (" after de-identification was requested" if blocking else "; redacted in the output"),
                 span=Span(start=s, end=e, label=field),
                 confidence=0.95 if typ == "NOTE_PHI" else 0.85,
             )
         )
     return out
+
+
+def phi_spans_in_output(output: str, note_phi_strings: Iterable[str], *, use_ner: bool = False) -> list[PhiSpan]:
+    """PHI in an output text: detected spans plus exact reuse of PHI strings of the note."""
+    from medslm.safety.phi import find_phi, resolve_spans
+
+    found = list(find_phi(output, use_ner=use_ner))
+    for s in note_phi_strings:
+        if len(s) >= 3:
+            found += [PhiSpan(start=m.start(), end=m.end(), type="NAME", confidence=0.95)
+                      for m in re.finditer(rf"(?<!\w){re.escape(s)}(?!\w)", output)]
+    return resolve_spans(found)
+
+
+def redact_output_text(output: str, note_phi_strings: Iterable[str], *, use_ner: bool = False) -> tuple[str, int]:
+    """``output`` with each PHI span replaced by ``[TYPE]``, and how many were replaced."""
+    spans = phi_spans_in_output(output, list(note_phi_strings), use_ner=use_ner)
+    for sp in reversed(spans):
+        output = output[: sp.start] + f"[{sp.type}]" + output[sp.end :]
+    return output, len(spans)
+
+
+def redact_summary(summary: Any, note_phi_strings: Iterable[str], *, use_ner: bool = False) -> tuple[Any, int]:
+    """A :class:`medslm.records.Summary` whose sentences carry no PHI (``[NAME]``, ``[MRN]``…), and the count
+    of spans redacted. Support spans still point at the note."""
+    strings = list(note_phi_strings)
+    total = 0
+    sections = []
+    for sec in summary.sections:
+        sents = []
+        for sent in sec.sentences:
+            text, n = redact_output_text(sent.text, strings, use_ner=use_ner)
+            total += n
+            sents.append(sent.model_copy(update={"text": text}) if n else sent)
+        sections.append(sec.model_copy(update={"sentences": tuple(sents)}))
+    return (summary.model_copy(update={"sections": tuple(sections)}) if total else summary), total
 
 
 __all__ = [
@@ -269,5 +292,8 @@ __all__ = [
     "check_doses",
     "check_phi_leak",
     "check_stop_treatment",
+    "phi_spans_in_output",
+    "redact_output_text",
+    "redact_summary",
     "support_scores",
 ]

@@ -55,6 +55,10 @@ _DATE_PATTERNS = [
     rf"\b{_MONTHS}\.?,?\s+{_YEAR4}\b",
     # 14-Mar-2023 / 14MAR2023
     rf"\b{_DAY}[\-\s]?(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[\-\s]?{_YEAR}\b",
+    # day first (international): 14/03/2023, 14.03.2023, 14-3-2023 (a four-digit year: not a lab value)
+    rf"\b{_DAY}([/\-.]){_MON}\1{_YEAR4}\b",
+    # 3rd of March 2024 / the 3rd of March
+    rf"\b{_DAY}(?:st|nd|rd|th)\s+of\s+{_MONTHS}\b(?:,?\s+{_YEAR4})?",
 ]
 # m/d without a year only after a date cue (a bare 12/25 may be a ratio)
 _DATE_CUED = rf"(?i:\b(?:on|since|from|until|till|by|dated?|DOB|DOS|seen|admitted|discharged)\b[:\s]+)({_MON}/{_DAY})\b(?!/)"
@@ -62,10 +66,27 @@ _DATE_CUED = rf"(?i:\b(?:on|since|from|until|till|by|dated?|DOB|DOS|seen|admitte
 _AGE = (
     r"\b(?:9\d|1[0-1]\d)(?=\s*(?:-|\s)?\s*(?:years?|yrs?|y/?o|y\.o\.|year-old|-year-old|yo\b))"
     r"|(?<=\bage )(?:9\d|1[0-1]\d)\b|(?<=\baged )(?:9\d|1[0-1]\d)\b|(?<=\bage: )(?:9\d|1[0-1]\d)\b"
+    # "At 91 she remains independent", "now 94, he lives alone"
+    r"|(?<=\bat )(?:9\d|1[0-1]\d)(?=,?\s+(?:she|he|they|the patient|pt)\b)"
+    r"|(?<=\bnow )(?:9\d|1[0-1]\d)(?=,?\s+(?:she|he|they|and|years?)\b)"
 )
 
 _PHONE_CORE = r"(?:00\d[\s.\-]|\+?1[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
 _PHONE = rf"(?<![\d\-/])({_PHONE_CORE})(?![\d\-/])"
+# international: +44 20 7946 0958, +33 1 42 68 53 00, +49 30 901820, +1 (416) 555-0199 (8+ digits in all)
+_PHONE_INTL = r"(?<![\w+])(\+\d{1,3}(?:[\s.\-]?\(0?\d{1,4}\))?(?:[\s.\-]?\d{1,5}){2,5})(?![\d\-])"
+# national trunk-prefixed: 07700 900123, (02) 9876 5432, 020 7946 0958, 0612 345 678
+_PHONE_TRUNK = r"(?<![\w\-/.])((?:\(0\d{1,4}\)|0\d{2,4})[\s\-]\d{3,4}[\s\-]?\d{3,4})(?![\d\-/])"
+# 7-digit local numbers (555-0199) only after a phone cue
+_PHONE_LOCAL_CUED = (
+    r"(?i:\b(?:phone|tel\.?|telephone|cell|mobile|pager|call|reach(?:ed)?(?:\s+\w+){0,3}|contact|number|ext)"
+    r"\b[^\d]{0,40})(\d{3}[\-\s.]\d{4})(?![\d\-])"
+)
+# a bare 7-digit number with a dash (555-0199): not a range of values (no unit, no "range"/"between" before)
+_PHONE_LOCAL = (
+    r"(?<![\d\-/.,])(?<!range )(?<!between )(?<!ref )([2-9]\d{2}-\d{4})"
+    r"(?![\d\-/.]|\s*(?:%|mg|mcg|ml|mL|g\b|units?|mmol|cells|IU|k\b|/))"
+)
 _PHONE_CUED = r"(?i:\b(?:phone|tel|telephone|cell|mobile|pager|call|reached\s+at|contact(?:\s+number)?|home|work)\b[^\n\d]{0,12})(\d{10})\b"
 _FAX_CUE = re.compile(r"(?i)\bfax\b[^\n\d]{0,24}$")
 
@@ -73,11 +94,14 @@ _EMAIL = r"\b[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+\b"
 _URL = r"\b(?:https?://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:]"
 _IP = r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"
 _SSN = r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b"
-_SSN_CUED = r"(?i:\b(?:SSN|social security(?: number| no\.?)?)\s*[:#]?\s*)(\d{9}|\d{3}[\s\-]\d{2}[\s\-]\d{4})\b"
+_SSN_CUED = r"(?i:\b(?:SSN|social security(?: number| no\.?)?)[^\n\d]{0,16})(\d{9}|\d{3}[\s\-]\d{2}[\s\-]\d{4})\b"
 
-_ID_VALUE = r"([A-Z]{0,4}[\-#]?\d[\dA-Z\-]{3,19})\b"
+# an identifier: letters then digits, groups joined by dashes or single spaces (NHS "943 476 5919")
+_ID_VALUE = r"([A-Z]{0,4}[\-#]?\d[\dA-Z\-]{3,19}(?: \d{3,}(?: \d{3,})?)?|\d{2,3}-\d{4,}(?:-\d{3,})?)\b"
 _KEYED_IDS: list[tuple[str, str]] = [
-    ("MRN", r"(?i:\b(?:MRN|MR#|MR\s*No\.?|medical record(?: number| no\.?| #)?|record\s*(?:number|no\.?|#)|chart\s*(?:number|no\.?|#))\s*[:#]?\s*)"),
+    ("MRN", r"(?i:\b(?:MRN|MR#|MR\s*No\.?|medical record(?: number| no\.?| #)?|record\s*(?:number|no\.?|#)|chart\s*(?:number|no\.?|#)?|"
+            r"hospital\s*(?:number|no\.?|#|id)|UR\s*(?:number|no\.?)|unit\s*(?:number|no\.?)|NHS\s*(?:number|no\.?)|"
+            r"CHI\s*(?:number|no\.?)|patient\s*(?:number|no\.?))\s*(?:[:#\-]\s*){0,2})"),
     ("ACCOUNT", r"(?i:\b(?:acct|account|billing|encounter|visit|FIN)(?:\s*(?:number|no\.?|#|id))?\s*[:#]?\s*)"),
     ("ID", r"(?i:\b(?:member|subscriber|policy|insurance|health\s*plan|beneficiary|medicaid|medicare|license|licence|DEA|NPI|driver'?s\s*license|passport|certificate|plate|VIN|patient\s*id)(?:\s*(?:number|no\.?|#|id))?\s*[:#]?\s*)"),
     ("DEVICE", r"(?i:\b(?:serial(?:\s*(?:number|no\.?|#))?|S/N|SN(?=[\s:#])|device\s*(?:id|identifier|number|#)|UDI|IMEI|lot(?:\s*(?:number|no\.?|#))?|model\s*(?:number|no\.?|#))\s*[:#]?\s*)"),
@@ -108,21 +132,40 @@ _CAPWORD = r"[A-Z][a-zA-Z'\-]+"
 _STREET = (
     rf"\b\d{{1,6}} +(?:[NSEW]\.? +)?(?:{_CAPWORD} +){{1,3}}{_STREET_SUFFIX}\.?"
     rf"(?:,? +(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#|Bldg\.?|Floor|Fl\.?)\s*#?\s*[\w\-]+)?"
+    rf"(?:, +(?!(?:{_STATE})\b)[A-Z][a-zé\-]+(?: [A-Z][a-zé\-]+)?(?=,? +(?:[A-Z]{{1,3}} ?\d|\d|[A-Z]{{2,3}} \d)))?"
     rf"|\b(?:PSC|USNS|USNV|USS|USCGC)\s+[\w ]+?,?\s+Box\s+\d+"
     rf"|\bP\.?\s?O\.?\s+Box\s+\d+"
 )
 _CITY_STATE_ZIP = rf"\b(?:{_CAPWORD} +){{0,2}}{_CAPWORD},? +{_STATE} +\d{{5}}(?:-\d{{4}})?\b"
-_ADDRESS_CUED = r"(?i:\b(?:address|lives\s+at|residing\s+at|home\s+address|mailing\s+address)\s*[:\-]?\s*)(\d[^\n;]{4,80}?)(?=\s*(?:\n|;|$))"
+_INTL_STREET = (
+    # Hauptstraße 5, Keizersgracht 224, Storgatan 12 (+ postcode and town)
+    r"\b[A-ZÄÖÜÅØ][\wäöüßåøæ\-]*(?i:straße|strasse|str\.|gasse|weg|platz|allee|ring|gracht|laan|straat|"
+    r"plein|kade|vej|gade|gatan|vägen|veien|gata)\s+\d{1,4}[a-z]?\b"
+    r"(?:,?\s+\d{4,5}(?:\s?[A-Z]{2})?\s+[A-ZÄÖÜ][\wäöüß\-]+)?"
+    # 12 rue de la Paix, 75002 Paris / 5 avenue Foch / via Roma 10
+    r"|\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai|"
+    r"calle|avenida|rua|via|viale|piazza|corso)\s+[\w'’\-]+(?:\s+[\w'’\-]+){0,4}?"
+    r"(?:,\s*\d{4,5}\s+[A-ZÉ][\w\-]+)?(?=[,.;\n]|$)"
+    r"|\b(?i:calle|avenida|rua|via|viale|piazza|corso)\s+[A-Z][\w'\-]+(?:\s+[\w'\-]+){0,3}?,?\s+\d{1,4}\b"
+)
+# postcodes: UK (NW1 6XE, SW1A 1AA), Canada (H3B 1K9), Australia (NSW 2000), Ireland (Dublin 6, D02 X285)
+_POSTCODE = (
+    r"\b(?:[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d|(?:NSW|VIC|QLD|TAS|ACT|NT|SA|WA)\s\d{4}|"
+    r"Dublin\s\d{1,2}|D\d{2}\s[A-Z\d]{4})\b"
+)
+# unit prefix before a street: "Flat 3, 12 Baker Street", "Unit 4, 99 Victoria Parade"
+_UNIT_PREFIX = r"\b(?:Flat|Unit|Apt\.?|Apartment|Suite|Level)\s+\d{1,4}[A-Z]?,?\s+(?=\d)"
+_ADDRESS_CUED = r"(?i:\b(?:address|lives\s+at|residing\s+at|home\s+address|mailing\s+address)\s*[:\-]?\s*)((?:\d|[A-Z])[^\n;]{4,90}?)(?=\s*(?:\n|;|$))"
 _ZIP_CUED = r"(?i:\b(?:zip|postal)(?:\s*code)?\s*[:#]?\s*)(\d{5}(?:-\d{4})?)\b"
 
 # ---- names -------------------------------------------------------------------------------------------
-_UP = "A-ZÀ-ÖØ-Þ"
-_LO = "a-zß-öø-ÿ"
+_UP = "A-ZÀ-ÖØ-ÞĀ-ž"  # Latin-1 and Latin Extended-A (Ł, Ś, Ż, ő…)
+_LO = "a-zß-öø-ÿĀ-ž"
 _NAME_TOKEN = rf"(?:Mc|Mac|O'|D'|De|Di|La|Le|Van|Von)?[{_UP}][{_LO}]+(?:[\-'][{_UP}]?[{_LO}]+)?"
 _INITIAL = r"[A-Z]\."
 _FULLNAME = rf"{_NAME_TOKEN}(?:\s+(?:{_INITIAL}|{_NAME_TOKEN})){{0,3}}"
 _PARTICLE = r"(?:(?:van|von|de|da|di|del|della|der|den|du|la|le|ten|ter|bin|al|el|dos|das)\s+){0,2}"
-_TITLE_NAME = rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Doctor|Nurse|Sister|Rev)\.?\s+({_PARTICLE}{_FULLNAME})"
+_TITLE_NAME = rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Doctor|(?i:nurse)|Sister|Rev|Sr)\.?[ \t]+(?!(?:Doctor|Nurse|Patient)\b)({_PARTICLE}{_FULLNAME})"
 _LAST_FIRST = rf"(?i:\b(?:patient\s+name|name|patient|pt)\s*:\s*)({_PARTICLE}{_NAME_TOKEN}),\s*({_NAME_TOKEN}(?:\s+(?:{_INITIAL}|{_NAME_TOKEN}))?)"
 _CUE_NAME = (
     r"(?i:\b(?:patient(?:'s)?\s+name|name|patient|pt|signed\s+by|electronically\s+signed\s+by|attending|"
@@ -131,12 +174,42 @@ _CUE_NAME = (
     r"daughter|son|wife|husband|spouse|partner|mother|father|brother|sister|"
     r"friend|caregiver|guardian|emergency\s+contact|contact|cc|seen\s+by|dictated\s+by|"
     r"accompanied\s+by|called|spoke\s+(?:with|to)|discussed\s+with|per|with|by|"
-    r"mom|dad|grandson|granddaughter|niece|nephew|neighbor|aunt|uncle)\b\s*[:,\-]?\s*)"
+    r"mom|dad|grandson|granddaughter|niece|nephew|neighbor|neighbour|aunt|uncle|re|nok|next\s+of\s+kin|"
+    r"(?:sur|fore|first|last|given|family|middle)\s*name|regards|sincerely|handover\s+(?:given\s+)?to|"
+    r"triaged\s+by|interpreter|carer)\b\s*[:,\-]?\s*)"
     rf"({_FULLNAME})"
 )
+# upper-case names after a name cue: "SURNAME: VAN DER BERG", "PATIENT: O'BRIEN, MARY"
+_UPPER_CUE_NAME = (
+    r"(?i:\b(?:(?:sur|fore|first|last|given|family|middle|patient(?:'s)?|pt)\s*name|surname|forename|name|patient|pt)"
+    r"\s*[:\-]\s*)([A-ZÀ-ÞŁŚŻ][A-ZÀ-ÞŁŚŻ'\-]+(?:,? [A-ZÀ-ÞŁŚŻ][A-ZÀ-ÞŁŚŻ'\-]+){0,3})(?![\wà-ÿ])"
+)
+# a name field: whatever follows "pt name -", "FORENAME:", "Surname:" on its line is a name (any case, even
+# a word that is also clinical: "jun"), unless it says there is none
+_NAME_FIELD = (
+    r"(?i:\b(?:(?:patient(?:'s)?|pt)\s*name|(?:sur|fore|first|last|given|family|middle)\s*name|surname|forename)"
+    r"\s*[:\-]\s*)([^\W\d_][\w'\-]*(?:,? [^\W\d_][\w'\-]*){0,4})"
+)
+_NO_NAME = frozenset({"unknown", "not known", "n/a", "na", "none", "withheld", "redacted", "not given", "anonymous"})
+# lower-case names after a strong cue: "pt name - chiara venkataraman", "husband niamh el-amin visited"
+_LOWER_TOKEN = r"[a-zß-öø-ÿĀ-ž][a-zß-öø-ÿĀ-ž'\-]+"
+_LOWER_CUE_NAME = (
+    r"(?i:\b(?:(?:patient(?:'s)?|pt)\s*name|name|husband|wife|son|daughter|partner|spouse|mother|father|brother|"
+    r"sister|nurse|spoke\s+(?:to|with)|nok|next\s+of\s+kin|my\s+name\s+is|carer|niece|nephew)\b\s*[:\-]?\s*)"
+    rf"({_LOWER_TOKEN}(?: {_LOWER_TOKEN}){{0,3}})"
+)
+# "[patient] it's chiara iyer." after a question about the name
+_SAID_NAME = rf"(?i:\b(?:it's|it is|i'm|i am|this is|name's)\s+)((?:{_LOWER_TOKEN}|{_NAME_TOKEN})(?: (?:{_LOWER_TOKEN}|{_NAME_TOKEN})){{0,4}})(?=[.,!\n]|$)"
 _SUBJECT_NAME = rf"\b({_NAME_TOKEN}(?:\s+(?:{_INITIAL}|{_NAME_TOKEN})){{1,2}})(?=,?\s+(?:is|was|a|an|presents|presented|comes|came|returns|reports|states|denies|has|had|who|age|aged|\d{{1,3}}(?:-|\s)?(?:year|yo|y/o|y\.o\.|M\b|F\b)))"
-_SINGLE_SUBJECT = rf"(?:^|(?<=[.!?]\s)|(?<=\n))({_NAME_TOKEN})(?=\s+(?:was|is|has\s+been)?\s*(?:counsel+ed|educated|advised|instructed|seen|examined|discharged|admitted|told|reports|reported|states|stated|denies|denied|agrees|agreed|understands|verbali[sz]ed|tolerated|presents|presented|returns|returned|arrived|complains)\b)"
-_NAME_SUFFIX = rf"\b({_NAME_TOKEN}(?:\s+{_INITIAL})?\s+{_NAME_TOKEN}),?\s+(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PhD|DDS|MSN|BSN|FNP|CNM|LPN|PharmD)\b"
+_SUBJECT_VERBS = (
+    r"(?:was|is|has\s+been)?\s*(?:counsel+ed|educated|advised|instructed|seen|examined|discharged|admitted|told|"
+    r"reports|reported|states|stated|denies|denied|agrees|agreed|understands|verbali[sz]ed|tolerated|presents|"
+    r"presented|returns|returned|arrived|complains|settled|slept|mobili[sz]ed|ambulated|ate|remains|refused|"
+    r"declined|requested|walked|voided|tolerating|appears|appeared|feels|felt)\b"
+)
+_SINGLE_SUBJECT = rf"(?:^|(?<=[.!?]\s)|(?<=\n))({_NAME_TOKEN})(?=\s+{_SUBJECT_VERBS})"
+_LOWER_SUBJECT = rf"(?:^|(?<=\n))({_LOWER_TOKEN})(?=\s+{_SUBJECT_VERBS})"
+_NAME_SUFFIX = rf"\b({_NAME_TOKEN}(?:\s+{_INITIAL})?\s+{_NAME_TOKEN}),?\s+(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PhD|DDS|MSN|BSN|FNP|CNM|LPN|PharmD|(?i:consultant|registrar|resident|physician|GP|nurse|midwife))\b"
 _POSSESSIVE = rf"\b({_NAME_TOKEN}(?:\s+{_NAME_TOKEN})?)'s\s+(?:mother|father|wife|husband|daughter|son|family|home|house|apartment|phone|insurance|MRN|chart|record)"
 
 
@@ -218,9 +291,13 @@ def _rule_hits(text: str) -> list[_Hit]:
         s = m.start(1)
         is_fax = bool(_FAX_CUE.search(text[max(0, s - 24) : s]))
         add(m, "FAX" if is_fax else "PHONE", 0.97, 1)
-    for m in re.finditer(_PHONE_CUED, text):
-        s = m.start(1)
-        add(m, "FAX" if _FAX_CUE.search(text[max(0, s - 24) : s]) else "PHONE", 0.9, 1)
+    for pat, conf in ((_PHONE_CUED, 0.9), (_PHONE_INTL, 0.93), (_PHONE_TRUNK, 0.9), (_PHONE_LOCAL_CUED, 0.85),
+                      (_PHONE_LOCAL, 0.75)):
+        for m in _rx(pat).finditer(text):
+            s = m.start(1)
+            if pat == _PHONE_INTL and sum(c.isdigit() for c in m.group(1)) < 8:
+                continue
+            add(m, "FAX" if _FAX_CUE.search(text[max(0, s - 24) : s]) else "PHONE", conf, 1)
     for pat in _DATE_PATTERNS:
         for m in re.finditer(pat, text):
             add(m, "DATE", 0.96)
@@ -234,6 +311,9 @@ def _rule_hits(text: str) -> list[_Hit]:
         add(m, "ADDRESS", 0.93)
     for m in re.finditer(_ADDRESS_CUED, text):
         add(m, "ADDRESS", 0.9, 1)
+    for pat in (_INTL_STREET, _POSTCODE, _UNIT_PREFIX):
+        for m in _rx(pat).finditer(text):
+            add(m, "ADDRESS", 0.9)
     for m in re.finditer(_ZIP_CUED, text):
         add(m, "ZIP", 0.9, 1)
     for m in re.finditer(_TITLE_NAME, text):
@@ -251,7 +331,65 @@ def _rule_hits(text: str) -> list[_Hit]:
             span = _trim_name(text, *m.span(1))
             if span and not _is_clinical_name(text[span[0] : span[1]]):
                 hits.append(_Hit(span[0], span[1], "NAME", conf, "rule"))
+    for m in _rx(_UPPER_CUE_NAME).finditer(text):
+        span = _trim_upper(text, *m.span(1))
+        if span:
+            hits.append(_Hit(span[0], span[1], "NAME", 0.8, "rule"))
+    for pat, conf in ((_LOWER_CUE_NAME, 0.7), (_LOWER_SUBJECT, 0.6)):
+        for m in _rx(pat).finditer(text):
+            span = _trim_lower(text, *m.span(1))
+            if span:
+                hits.append(_Hit(span[0], span[1], "NAME", conf, "rule"))
+    for m in _rx(_NAME_FIELD).finditer(text):
+        cand = m.group(1)
+        if cand.lower() not in _NO_NAME:
+            hits.append(_Hit(m.start(1), m.end(1), "NAME", 0.85, "rule"))
+    for m in _rx(_SAID_NAME).finditer(text):
+        # the answer to a question about the name: the whole phrase is the name unless it is all clinical
+        if re.search(r"(?i)\bname\b", text[max(0, m.start() - 100) : m.start()]) and not _is_clinical_name(m.group(1)):
+            hits.append(_Hit(m.start(1), m.end(1), "NAME", 0.7, "rule"))
     return hits
+
+
+@lru_cache(maxsize=256)
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+_NOT_NAME_TAIL = re.compile(r"(?:ed|ing|ly|ment|ness|tion)$")
+
+
+def _trim_lower(text: str, start: int, end: int, *, keep_capitals: bool = False) -> tuple[int, int] | None:
+    """A lower-case name candidate cut at the first clinical or common word ("niamh el-amin visited")."""
+    words = clinical_words()
+    toks = list(re.finditer(r"[^\s]+", text[start:end]))
+    kept = []
+    for t in toks:
+        w = t.group().strip(".,'").lower()
+        if not w or w in words or any(c.isdigit() for c in w):
+            break
+        if _NOT_NAME_TAIL.search(w) and len(w) > 5 and kept:  # "… visited", "… daily": the name ended
+            break
+        if not keep_capitals and t.group()[:1].isupper() and kept:
+            break
+        kept.append(t)
+    if not kept:
+        return None
+    first = kept[0].group().strip(".,'").lower()
+    if _NOT_NAME_TAIL.search(first) and len(first) > 5 and len(kept) < 2:
+        return None  # "husband visiting": a word, not a name
+    s, e = start + kept[0].start(), start + kept[-1].end()
+    while e > s and text[e - 1] in ".,'":
+        e -= 1
+    return (s, e) if e - s >= 2 else None
+
+
+def _trim_upper(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """An upper-case name candidate without clinical words ("PATIENT: ALERT" is no name)."""
+    cand = text[start:end]
+    if _is_clinical_name(cand) or len(cand.strip()) < 2:
+        return None
+    return start, end
 
 
 # ---- spaCy NER (optional) ------------------------------------------------------------------------------
@@ -331,6 +469,40 @@ def _resolve(hits: Iterable[_Hit]) -> list[_Hit]:
     return sorted(taken, key=lambda h: h.start)
 
 
+def resolve_spans(spans: Iterable[PhiSpan]) -> list[PhiSpan]:
+    """Non-overlapping, sorted spans from several detectors (higher-priority type, then longer, wins)."""
+    hits = [_Hit(s.start, s.end, s.type, s.confidence, "given") for s in spans]
+    return [PhiSpan(start=h.start, end=h.end, type=h.type, confidence=h.confidence) for h in _resolve(hits)]
+
+
+_ID_LABEL = re.compile(
+    r"(?i)^\s*(?:(?:patient|pt)(?:'s)?\s*(?:name|id)?|name|(?:sur|fore|first|last|given)\s*name|surname|forename|"
+    r"mrn|mr#|medical\s+record(?:\s+(?:number|no\.?))?|dob|d\.o\.b\.?|date\s+of\s+birth|ssn|social\s+security|"
+    r"phone|tel|telephone|mobile|cell|fax|e-?mail|address|home\s+address|insurance|member\s+id|policy|account|"
+    r"acct|nok|next\s+of\s+kin|emergency\s+contact|contact|hospital\s+(?:number|no\.?)|nhs\s+(?:number|no\.?))"
+    r"\s*(?:#|no\.?|number)?\s*[:\-]"
+)
+
+
+def is_identification_line(text: str, spans: Iterable[PhiSpan] | None = None) -> bool:
+    """True when ``text`` (a line or sentence of a note) identifies the patient rather than describing
+    care: it starts with an identification label (``Name:``, ``Pt:``, ``MRN:``, ``DOB:``, ``Phone:``,
+    ``Address:``…) and holds PHI, or PHI covers a third or more of its letters and digits.
+
+    Summaries never select such units (a name, MRN and phone copied into a summary is a leak).
+    """
+    content = sum(c.isalnum() for c in text)
+    if not content:
+        return False
+    found = list(spans) if spans is not None else find_phi(text, use_ner=False)
+    if not found:
+        return False
+    if _ID_LABEL.match(text):
+        return True
+    covered = sum(sum(c.isalnum() for c in text[s.start : s.end]) for s in found)
+    return covered >= content / 3
+
+
 def find_phi(text: str, *, use_ner: bool = True, types: Iterable[str] | None = None) -> list[PhiSpan]:
     """PHI spans in ``text``, sorted and non-overlapping.
 
@@ -350,4 +522,4 @@ def find_phi(text: str, *, use_ner: bool = True, types: Iterable[str] | None = N
     ]
 
 
-__all__ = ["PHI_TYPES", "clinical_words", "find_phi", "spacy_available"]
+__all__ = ["PHI_TYPES", "clinical_words", "find_phi", "is_identification_line", "resolve_spans", "spacy_available"]

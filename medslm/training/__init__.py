@@ -46,11 +46,16 @@ log = logging.getLogger(__name__)
 #: Modules that define recipes; imported on first use of the registry.
 RECIPE_MODULES = (
     "medslm.training.ner_crf",
+    "medslm.training.ner_slm",
+    "medslm.training.assertion_slm",
     "medslm.training.icd_index",
     "medslm.training.icd_reranker",
     "medslm.training.icd_coder",
     "medslm.training.triage_acuity",
+    "medslm.training.triage_slm",
     "medslm.training.guardian_heads",
+    "medslm.training.summarize_lora",
+    "medslm.training.guardian_slm",
 )
 
 

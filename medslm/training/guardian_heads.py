@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from medslm.safety.harm import HarmHead, segments
 from medslm.safety.heads import LinearHead
+from medslm.text import sentences
 from medslm.training import TrainContext, TrainResult, recipe, write_json
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -107,7 +107,7 @@ def clinical_sentences(data_dir: Path | str, *, limit: int = 6000, seed: int = 0
     from medslm.evals.datasets import clinical_texts
 
     texts = clinical_texts(data_dir, "train")
-    sents = [s.strip() for t in texts for s in re.split(r"(?<=[.!?])\s+|\n+", t) if len(s.strip()) > 12]
+    sents = [s for t in texts for s in sentences(t, loose=True) if len(s) > 12]
     rng = random.Random(seed)
     rng.shuffle(sents)
     return sents[:limit]
@@ -128,7 +128,7 @@ def train_injection_head(data_dir: Path | str, *, seed: int = 0, target_fpr: flo
         for lv in (4, 5)
     ]
     pos = sorted(set(injection_training_positives(n=min(600, limit), seed=seed) + dev_inj))
-    base_sents = [s for note in corpora._BASE_NOTES for s in re.split(r"(?<=[.!?])\s+|\n+", note) if s.strip()]
+    base_sents = [s for note in corpora._BASE_NOTES for s in sentences(note, loose=True)]
     neg = clinical_sentences(data_dir, seed=seed, limit=limit) + _CLINICAL_IMPERATIVES + corpora._HARD_NEGATIVES + base_sents
     x = embed(pos + neg)
     y = np.asarray([1] * len(pos) + [0] * len(neg))

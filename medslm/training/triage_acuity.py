@@ -3,8 +3,9 @@
 KTAS ``data_dev.csv`` (887 visits) is the only KTAS split here, so the shipped model is fitted on all of
 it, and every figure in its manifest is **out of fold**: stratified 5-fold cross-validation in which the
 model is refitted on four folds and scored on the fifth (``medslm.evals.triage.evaluate_triage`` without
-the SLM). The SLM combination weight comes from the cross-validation of the triage agent with its SLM
-(every fold chose 0 in sessions 2-3; the weight recorded here is the agent's default, see the docs).
+the SLM). The fusion weight of the triage specialist and the under-triage cost ship with the specialist
+(``triage-slm``, :mod:`medslm.training.triage_slm`); ``slm_weight`` here is the fallback for a generative
+model.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def train_triage_acuity(ctx: TrainContext) -> TrainResult:
     write_json(ctx.out / "model.json", params)
     cv = evaluate_triage(ctx.data_dir, limit=120 if ctx.quick else None, use_slm=False, seed=ctx.seed)
     figures = {}
-    for system, key in (("model_only", "ktas_cv_model"), ("agent", "ktas_cv_model+rules+cost"),
+    for system, key in (("model_only", "ktas_cv_model"), ("model+rules", "ktas_cv_model+rules+cost"),
                         ("nurse (KTAS_RN)", "ktas_cv_rows_nurse")):
         m = cv["rows"][system]
         figures.update({f"{key}_accuracy": m["accuracy"], f"{key}_qwk": m["qwk"],

@@ -1,11 +1,17 @@
-"""Assertion status by ConText rules: the shipped synthetic set, and sentences written for this test
-(none of them in the shipped set, so the rules are checked on phrasings they were not written against)."""
+"""Assertion - whose finding and how certain: ConText rules alone on the shipped synthetic set and on
+sentences written for this test, and the shipped combination (rules + ``assertion-slm``) on the held-out
+ownership set and on fresh ownership sentences (none of them in any shipped set)."""
 
 from __future__ import annotations
 
 import pytest
 
-from medslm.agents.assertion import AssertionClassifier, evaluate_assertion, load_assertion_sentences
+from medslm.agents.assertion import (
+    AssertionClassifier,
+    ContextRules,
+    evaluate_assertion,
+    load_assertion_sentences,
+)
 from medslm.records import Assertion
 
 #: (sentence, mention, gold) - written for this test, not taken from the shipped set
@@ -30,15 +36,38 @@ FRESH = [
 ]
 
 
+#: (sentence, mention, gold): ownership and certainty, written for this test (not in any shipped set)
+FRESH_OWNERSHIP = [
+    ("Her husband says she has had night sweats for a month.", "night sweats", "present"),
+    ("Per the daughter, he has been falling at home.", "falling", "present"),
+    ("Mom noticed the baby has a rash on his cheeks.", "rash", "present"),
+    ("His girlfriend has mono.", "mono", "other_person"),
+    ("The patient's roommate was treated for scabies last month.", "scabies", "other_person"),
+    ("Coworkers out sick with influenza.", "influenza", "other_person"),
+    ("Paternal uncle with early-onset dementia.", "dementia", "family"),
+    ("Her brother died of sudden cardiac arrest at 30.", "sudden cardiac arrest", "family"),
+    ("Denies any dysuria.", "dysuria", "negated"),
+    ("Likely a viral exanthem.", "viral exanthem", "possible"),
+    ("R/O appendicitis, surgery aware.", "appendicitis", "possible"),
+    ("Remote history of gastric ulcer.", "gastric ulcer", "historical"),
+    ("Return if you develop difficulty breathing.", "difficulty breathing", "hypothetical"),
+]
+
+
 @pytest.fixture(scope="module")
-def clf() -> AssertionClassifier:
+def clf() -> ContextRules:
+    return ContextRules().load()
+
+
+@pytest.fixture(scope="module")
+def combined() -> AssertionClassifier:
     return AssertionClassifier().load()
 
 
 def test_shipped_set_accuracy_is_at_least_095_and_every_class_is_represented(clf) -> None:
     rows = load_assertion_sentences()
     assert len(rows) >= 100
-    assert {r["assertion"] for r in rows} == {a.value for a in Assertion}
+    assert {r["assertion"] for r in rows} == {a.value for a in Assertion} - {"other_person"}
     r = evaluate_assertion(clf)
     assert r["n"] == len(rows)
     assert r["accuracy"] >= 0.95, r["errors"]
@@ -61,5 +90,46 @@ def test_two_mentions_in_one_sentence_get_their_own_status(clf) -> None:
     assert got == [Assertion.PRESENT, Assertion.NEGATED]
 
 
-def test_no_spans_no_work(clf) -> None:
+def test_no_spans_no_work(clf, combined) -> None:
     assert clf.classify("Anything.", []) == []
+    assert combined.classify("Anything.", []) == []
+
+
+def test_held_out_ownership_set_accuracy_is_at_least_095(combined) -> None:
+    """The test half of the ownership set: written and committed before anything was tuned; never tuned on."""
+    rows = load_assertion_sentences("ownership-test")
+    assert len(rows) >= 75 and {r["assertion"] for r in rows} == {a.value for a in Assertion}
+    r = evaluate_assertion(combined, rows)
+    assert r["accuracy"] >= 0.95, r["errors"]
+    assert r["per_class"]["other_person"] >= 0.9 and r["per_class"]["present"] >= 0.9, r["per_class"]
+    # together the ownership set has at least 150 sentences
+    assert len(rows) + len(load_assertion_sentences("ownership-dev")) >= 150
+
+
+def test_fresh_ownership_sentences(combined) -> None:
+    spans = []
+    for text, mention, gold in FRESH_OWNERSHIP:
+        s = text.index(mention)
+        spans.append((combined.classify(text, [(s, s + len(mention))])[0].value, gold, text))
+    wrong = [p for p in spans if p[0] != p[1]]
+    assert len(wrong) <= 1, wrong
+
+
+def test_one_sentence_two_owners(combined) -> None:
+    # (a known miss, in docs/agents.md: "Wife reports he has had a cough; she has the flu" - "she" is the
+    # reporter; the model reads the flu as the patient's)
+    for text in ("His wife has the flu; he has had a cough for 3 days.",
+                 "Wife reports he has had a cough for 3 days and she has the flu too."):
+        got = combined.classify_with_confidence(text, [(text.index("cough"), text.index("cough") + 5),
+                                                       (text.index("flu"), text.index("flu") + 3)])
+        assert [a for a, _ in got] == [Assertion.PRESENT, Assertion.OTHER_PERSON], text
+        assert all(0.0 < c <= 1.0 for _, c in got)
+    # the confidence is the model's (combined) probability, not a constant
+    assert got[1][1] < 0.99
+
+
+def test_rules_alone_still_answer_without_the_model() -> None:
+    rules_only = AssertionClassifier(None)
+    text = "His wife has covid."
+    assert rules_only.name == "context"
+    assert rules_only.classify(text, [(13, 18)]) == [Assertion.OTHER_PERSON]

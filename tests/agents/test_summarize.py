@@ -1,4 +1,5 @@
-"""The summarization agent with the real embedded model: sections, support spans, faithfulness, chunking."""
+"""The summarization agent with the real shipped model (embedded SmolLM2 + the summarize-lora adapter):
+sections written in one constrained pass, support spans, faithfulness, identification lines, chunking."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import re
 import pytest
 
 from medslm.agents.faithfulness import NoteIndex, check_sentence, numbers_in, segment
-from medslm.agents.summarize import SENTENCE_REGEX, SummarizeAgent
+from medslm.agents.section_writer import SECTION_REGEX, normalize_section, split_sentences
+from medslm.agents.summarize import SummarizeAgent, identification_units, is_identification_line, section_sources
 from medslm.errors import UnknownNameError
 from medslm.models.base import Generation, ModelInfo, Regex
 from medslm.records import AgentResult, Note, Summary
@@ -41,14 +43,29 @@ Doctor: I think this is a viral infection. I'll have you take ibuprofen and rest
 """)
 
 
+IDENTIFIED = Note(id="s-ident", text="""Name: John Quincy Smith
+MRN: 48213377
+DOB: 03/14/1961
+Phone: (555) 201-4477
+Address: 12 Oak Street, Springfield
+
+HISTORY OF PRESENT ILLNESS
+63-year-old man with two days of productive cough and fever to 38.9 C. He denies chest pain.
+
+ASSESSMENT AND PLAN
+Community-acquired pneumonia. Start amoxicillin 1 g three times daily for 5 days.
+""")
+NOTES = {n.id: n for n in (NOTE, NO_CHEST_PAIN, IDENTIFIED)}
+
+
 @pytest.fixture(scope="module")
-def summ_agent(embedded_lm) -> SummarizeAgent:
-    return SummarizeAgent(model=embedded_lm)
+def summ_agent() -> SummarizeAgent:
+    return SummarizeAgent()  # the shipped configuration: embedded model + summarize-lora adapter
 
 
 @pytest.fixture(scope="module")
 def summ_results(summ_agent) -> dict[str, AgentResult[Summary]]:
-    out = {n.id: summ_agent.run(n, {}) for n in (NOTE, NO_CHEST_PAIN)}
+    out = {n.id: summ_agent.run(n, {}) for n in (NOTE, NO_CHEST_PAIN, IDENTIFIED)}
     # the dialogue checks the extractive path (speaker handling); the SLM path is covered above
     out[DIALOGUE.id] = SummarizeAgent(abstractive=False).run(DIALOGUE, {})
     return out
@@ -87,21 +104,41 @@ class _ChestPainWriter:
         raise NotImplementedError
 
 
-def test_an_slm_sentence_asserting_a_negated_finding_is_rejected_for_the_extractive_one() -> None:
+def test_an_slm_sentence_asserting_a_negated_finding_is_replaced_or_dropped() -> None:
     fake = _ChestPainWriter()
     r = SummarizeAgent(model=fake).run(NO_CHEST_PAIN, {})
-    assert r.signals["generated"] >= 3 and r.signals["generated_rejected"] == r.signals["generated"]
+    assert r.signals["generated"] == 5 and r.signals["generated_rejected"] == 5  # one call a section, all refused
+    # the first is refused by the check (and replaced by the note's own negated sentence); the other four
+    # say nothing new after it (the same gist) and are dropped before the check
+    assert r.signals["slm_unsupported"] >= 1 and r.signals["slm_replaced"] >= 1
+    assert r.signals["slm_replaced"] + r.signals["slm_dropped"] == 5
     assert r.output.extractive
-    text = " ".join(s.text for sec in r.output.sections for s in sec.sentences)
-    assert "wheezes" in text and not any(_says_chest_pain_present(s.text) for sec in r.output.sections
-                                         for s in sec.sentences)
-    assert all(isinstance(c, Regex) and c.pattern == SENTENCE_REGEX for c in fake.constraints)
+    sents = [s for sec in r.output.sections for s in sec.sentences]
+    text = " ".join(s.text for s in sents)
+    assert "wheezes" in text and not any(_says_chest_pain_present(s.text) for s in sents)
+    assert all(s.supported and s.support for s in sents)
+    assert len({s.text for s in sents}) == len(sents)  # no sentence twice across sections
+    assert all(isinstance(c, Regex) and c.pattern == SECTION_REGEX for c in fake.constraints)
 
 
-def test_generated_sentences_are_one_constrained_sentence() -> None:
-    assert re.fullmatch(SENTENCE_REGEX, "Mr. Stone takes aspirin 1.5 mg daily.")
-    assert not re.fullmatch(SENTENCE_REGEX, "Chest pain. Then more text.")
-    assert not re.fullmatch(SENTENCE_REGEX, "no capital at the start.")
+def test_a_section_is_sentences_ending_with_a_full_stop() -> None:
+    assert re.fullmatch(SECTION_REGEX, "Mr. Stone takes aspirin 1.5 mg daily. He walks 2 miles at 9 a.m. daily.")
+    assert re.fullmatch(SECTION_REGEX, "")  # nothing for this section
+    assert not re.fullmatch(SECTION_REGEX, "Chest pain. Then more text")  # no final full stop
+    assert not re.fullmatch(SECTION_REGEX, "Chest pain.\nMore.")  # one line
+    assert not re.fullmatch(SECTION_REGEX, "no capital at the start.")
+    assert not re.fullmatch(SECTION_REGEX, "Is it chest pain?")
+    assert not re.fullmatch(SECTION_REGEX, " ".join(["Fever."] * 41))  # at most 40 sentences
+    assert split_sentences("Seen by Dr. Lee today. BP 150/90. No edema.") == [
+        "Seen by Dr. Lee today.", "BP 150/90.", "No edema."]
+
+
+def test_reference_sections_normalize_to_the_grammar() -> None:
+    ref = "• Cardiovascular: Grade 3/6 systolic ejection murmur\n1+ pitting edema of the bilateral lower extremities.\n"
+    out = normalize_section(ref)
+    assert out == ("Cardiovascular: Grade 3/6 systolic ejection murmur. "
+                   "1+ pitting edema of the bilateral lower extremities.")
+    assert re.fullmatch(SECTION_REGEX, out)
 
 
 def test_the_check_flags_a_sentence_that_asserts_a_negated_finding() -> None:
@@ -132,24 +169,64 @@ def test_sections_are_filled_and_every_sentence_has_support(summ_results) -> Non
     names = [s.name for s in r.output.sections]
     assert names == ["chief_complaint", "hpi", "findings", "assessment", "plan"]
     by = {s.name: s for s in r.output.sections}
-    assert all(by[n].sentences for n in names)
+    assert sum(bool(by[n].sentences) for n in names) >= 3  # a fact goes in one section only: a short note
+    assert by["hpi"].sentences and (by["assessment"].sentences or by["plan"].sentences)  # may leave one empty
     for sec in r.output.sections:
         for s in sec.sentences:
-            assert s.support, f"{sec.name}: sentence without support"
+            assert s.supported and s.support, f"{sec.name}: sentence without support"
             for sp in s.support:
                 assert 0 <= sp.start < sp.end <= len(NOTE.text)
-    assert "stress test" in " ".join(x.text for x in by["plan"].sentences + by["assessment"].sentences)
-    assert any("150/90" in x.text for x in by["findings"].sentences)
-    assert r.provenance.model_id and r.provenance.tokens_out > 0
+    text = " ".join(x.text for sec in r.output.sections for x in sec.sentences)
+    assert "stress test" in text and "150/90" in text
+    # written by the fine-tuned model, the note's sections in one batch sharing the note
+    assert r.provenance.model_revision and "+adapter:summarize-lora" in r.provenance.model_revision
+    assert r.provenance.tokens_out > 0 and r.signals["generated"] >= 3
+    assert r.signals["source_shared"] == 1.0
     assert 0.0 < r.confidence <= 1.0
-    assert r.signals["generated"] == r.signals["sentences"] >= 5  # one rewrite per selected sentence
 
 
 def test_final_sentences_pass_the_check(summ_results) -> None:
-    for r in summ_results.values():
+    for note_id in (NOTE.id, NO_CHEST_PAIN.id, IDENTIFIED.id):
+        r = summ_results[note_id]
+        idx = NoteIndex.build(NOTES[note_id].text)
         sents = [s for sec in r.output.sections for s in sec.sentences]
         assert sents
-        assert sum(s.supported for s in sents) / len(sents) >= 0.8
+        for s in sents:  # nothing unsupported reaches the summary, and every sentence has its spans
+            assert s.supported and s.support
+            assert check_sentence(s.text, idx).supported, s.text
+
+
+def test_identification_lines_never_enter_the_summary(summ_results) -> None:
+    r = summ_results["s-ident"]
+    text = " ".join(s.text for sec in r.output.sections for s in sec.sentences)
+    assert text and "pneumonia" in text.lower()
+    for leak in ("John", "Smith", "48213377", "1961", "201-4477", "Oak Street"):
+        assert leak not in text
+    header_end = IDENTIFIED.text.index("HISTORY OF PRESENT ILLNESS")
+    assert all(sp.start >= header_end for sec in r.output.sections for s in sec.sentences for sp in s.support)
+    assert r.signals["identification_units"] == 5
+
+
+def test_identification_lines_are_kept_from_the_model() -> None:
+    units = segment(IDENTIFIED.text)
+    ident = identification_units(IDENTIFIED.text, units)
+    assert {IDENTIFIED.text[units[i].start:units[i].end].split(":")[0] for i in ident} == {
+        "Name", "MRN", "DOB", "Phone", "Address"}
+    src = section_sources(IDENTIFIED.text, ("hpi", "plan"), max_source_tokens=512)
+    assert src.shared and src.excluded == 5
+    assert "48213377" not in src.text["hpi"] and "Smith" not in src.text["hpi"] and "amoxicillin" in src.text["plan"]
+    assert is_identification_line("Patient name: Jane Roe") and is_identification_line("Tel: 555-201-4477")
+    assert not is_identification_line("He denies chest pain.")
+    assert not is_identification_line("Start amoxicillin 1 g three times daily for 5 days.")
+
+
+def test_a_long_note_gives_each_section_its_own_source() -> None:
+    filler = " ".join(f"Routine line {i} about the weather and parking." for i in range(300))
+    text = filler + "\nASSESSMENT\nAcute appendicitis is likely.\nPLAN\nWe will consult general surgery today."
+    src = section_sources(text, ("assessment", "plan"), max_source_tokens=200)
+    assert not src.shared
+    assert "appendicitis" in src.text["assessment"] and "surgery" in src.text["plan"]
+    assert all(len(t) < 200 * 5 for t in src.text.values())
 
 
 def test_dialogue_summary_is_third_person_and_grounded(summ_results) -> None:

@@ -1,4 +1,5 @@
-"""The triage agent with the real embedded model: levels, red flags, spans, the under-triage trade-off."""
+"""The triage agent with the real shipped models (the fine-tuned triage-slm specialist + the acuity model):
+levels, red flags, spans, the finding that drove the level, the under-triage trade-off."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ DENIES = Note(id="t-denies", text=(
 
 
 @pytest.fixture(scope="module")
-def triage_agent(embedded_lm) -> TriageAgent:
-    return TriageAgent(model=embedded_lm)
+def triage_agent() -> TriageAgent:
+    return TriageAgent()
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,15 @@ def test_unstable_chest_pain_is_level_2_or_more_urgent_with_flags_and_spans(tria
     assert any(s.text_of(STEMI.text) == "HR 124" for s in r.evidence)
     assert abs(sum(r.output.probabilities.values()) - 1) < 1e-3
     assert 0.0 <= r.confidence <= 1.0
-    assert r.provenance.model_id and r.provenance.backend == "transformers"
-    assert r.provenance.tokens_in > 50 and r.provenance.prompt_hash
-    assert "slm_level" in r.signals and "model_prob" in r.signals
+    assert r.provenance.backend == "encoder" and "triage-slm" in (r.provenance.model_id or "")
+    assert len(r.provenance.model_revision or "") == 12
+    assert 30 < r.provenance.tokens_in <= 128
+    assert "slm_level" in r.signals and "model_prob" in r.signals and r.signals["slm_weight"] >= 0
+    # three level-2 flags: one names the driver, the others are listed with it
+    d = r.output.driver
+    assert d is not None and d.source == "red_flag" and d.finding in names
+    assert d.evidence and all(STEMI.text[s.start : s.end] for s in d.evidence)
+    assert "driven by red flag" in r.output.rationale
 
 
 def test_minor_complaint_is_less_urgent_and_has_no_flags(triage_results) -> None:
@@ -54,6 +61,43 @@ def test_minor_complaint_is_less_urgent_and_has_no_flags(triage_results) -> None
     assert r.output.level >= 4
     assert r.output.red_flags == ()
     assert r.output.level > triage_results["t-stemi"].output.level
+    d = r.output.driver
+    assert d is not None and d.source in ("acuity_model", "specialist", "cost")
+    assert d.finding not in ("for", "with", "")  # a finding, never a stop word of the complaint
+
+
+def test_the_specialist_reads_the_text(triage_agent) -> None:
+    p = triage_agent.specialist_distribution([STEMI.text, SORE_THROAT.text])
+    assert all(abs(sum(d.values()) - 1) < 1e-4 for d in p)
+    expected = [sum(k * v for k, v in d.items()) for d in p]
+    assert expected[0] < expected[1] - 0.5  # the unstable chest pain reads as more urgent than the sore throat
+
+
+# realistic ED notes written for this test, in the forms the issue found under-triaged (ACS work-up, SI, DKA)
+FRESH = {
+    "acs": ("61M c/o substernal chest pressure x 40 min at rest, mild nausea. EKG done at triage, troponin sent, "
+            "aspirin 324 mg given. HR 92, BP 150/88, RR 18, SpO2 97% RA. A&O x3.", "chest_pain"),
+    "si": ("29F brought in by her roommate. States she has been thinking about killing herself and has pills at "
+           "home. Calm, cooperative. BP 118/72, HR 88, RR 14, SpO2 99%, T 36.8.", "suicidal"),
+    "dka": ("19 y/o with type 1 diabetes, vomiting since last night, abdominal pain. Fingerstick glucose HI, large "
+            "ketones in urine. HR 118, RR 28 deep breaths, BP 104/66, T 37.2.", "dka"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(FRESH))
+def test_notes_the_issue_found_under_triaged_are_level_2_or_more_urgent(triage_agent, key) -> None:
+    text, flag = FRESH[key]
+    r = triage_agent.run(Note(id=f"fresh-{key}", text=text), {})
+    assert r.output.level <= 2
+    assert r.output.driver is not None and r.output.driver.source == "red_flag"
+    assert any(f.name.startswith(flag) or (flag == "dka" and f.name == "hyperglycemia_ketosis")
+               for f in r.output.red_flags)
+
+
+def test_a_generative_model_can_still_score_the_levels(embedded_lm) -> None:
+    r = TriageAgent(model=embedded_lm).run(SORE_THROAT, {})
+    assert r.provenance.backend == "transformers" and r.provenance.tokens_in > 50 and r.provenance.prompt_hash
+    assert "slm_level" in r.signals and 1 <= r.output.level <= 5
 
 
 def test_stroke_signs_cap_the_level(triage_results) -> None:

@@ -168,3 +168,73 @@ def test_an_id_taken_by_a_failed_record_makes_the_next_one_a_duplicate(tmp_path)
     recs = [r for _, r in read_records(path)]
     assert [r.reason_code for r in recs] == ["not_text", "duplicate_id"]
     assert len({r.output_id for r in recs}) == 2
+
+
+# --------------------------------------------------------------------------- ids and quotes (issue 14)
+_any_ids = st.text(min_size=1, max_size=10)  # every code point: controls, lone surrogates, U+FFFF…
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ids=st.lists(_any_ids, min_size=1, max_size=12), meta=st.text(max_size=8))
+def test_a_bad_id_never_sinks_the_output(tmp_path_factory, ids, meta):
+    """Whatever the ids (and metadata) hold, every format is written, one review per record."""
+    tmp = tmp_path_factory.mktemp("ids")
+    lines = [json.dumps({"id": i, "text": "Chest pain. BP 120/80.", "ward": meta}).encode() for i in ids]
+    src = _jsonl(tmp / "in.jsonl", lines)
+    for fmt in ("jsonl", "csv", "parquet"):
+        rep = review_batch(src, tmp / f"out.{fmt}", graph=triage_rules(CHEAP), settings=CHEAP, progress=False)
+        assert len(rep.reviews) == len(ids)
+        assert (tmp / f"out.{fmt}").stat().st_size > 0
+    out = [json.loads(x) for x in (tmp / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(out) == len(ids)
+    for rec in out:
+        rec["note_id"].encode("utf-8")  # every id written is valid UTF-8
+
+
+def _patients_csv(texts: list[str], broken: set[int]) -> bytes:
+    import csv as _csv
+    import io as _io
+
+    buf = _io.StringIO(newline="")
+    w = _csv.writer(buf)
+    w.writerow(["id", "text"])
+    for k, t in enumerate(texts):
+        w.writerow([f"p{k}", t])
+    lines = buf.getvalue().split("\r\n")
+    for k in broken:  # an unterminated quote opens this patient's text field
+        lines[k + 1] = lines[k + 1].replace(f"p{k},", f'p{k},"', 1) if f'p{k},"' not in lines[k + 1] else lines[k + 1]
+    return "\r\n".join(lines).encode()
+
+
+_text = st.text(st.sampled_from(list("abc ,.\n\"'")), max_size=25)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bodies=st.lists(_text, min_size=2, max_size=12), data=st.data())
+def test_an_unterminated_quote_fails_its_record_and_never_merges_patients(tmp_path_factory, bodies, data):
+    texts = [f"{b}PATIENT{k:02d}" for k, b in enumerate(bodies)]
+    plain = [k for k, b in enumerate(bodies) if not any(c in b for c in ',"\n')]  # written without quotes
+    broken = set(data.draw(st.lists(st.sampled_from(plain), max_size=3, unique=True))) if plain else set()
+    path = tmp_path_factory.mktemp("csv") / "in.csv"
+    path.write_bytes(_patients_csv(texts, broken))
+    recs = list(read_records(path))
+    notes = [r for _, r in recs if isinstance(r, Note)]
+    for n in notes:  # no note holds two patients
+        assert sum(f"PATIENT{k:02d}" in n.text for k in range(len(texts))) <= 1, n.text
+    by_id = {n.id: n.text for n in notes}
+    for k in range(len(texts)):
+        if k not in broken:  # every intact row is read exactly
+            assert by_id.get(f"p{k}") == texts[k], (k, by_id.get(f"p{k}"))
+    for k in broken:
+        assert f"p{k}" not in by_id or by_id[f"p{k}"].endswith(f"PATIENT{k:02d}")
+    assert any(isinstance(r, InputFailure) and r.reason_code == "bad_record" for _, r in recs) or not broken
+
+
+def test_an_unterminated_quote_example(tmp_path):
+    p = tmp_path / "in.csv"
+    p.write_bytes(b'id,text\na,"Pt Anna has chest pain\nb,Pt Bert has a cough\nc,"Pt Cleo, fever"\nd,Pt Dan ok\n')
+    recs = list(read_records(p))
+    got = {r.id: r.text for _, r in recs if isinstance(r, Note)}
+    assert got == {"b": "Pt Bert has a cough", "c": "Pt Cleo, fever", "d": "Pt Dan ok"}
+    fails = [r for _, r in recs if isinstance(r, InputFailure)]
+    assert [f.reason_code for f in fails] == ["bad_record"] and "line 2" in fails[0].message

@@ -90,8 +90,9 @@ def test_chart_review_shape_mermaid_and_summary():
     assert "ner --> summarize;" in remote  # an endpoint among them: parallel by default
     assert "guard_in -.-> __end__;" in mermaid  # blocked / failed notes stop after guard_in
     assert "route -.-> escalate;" in mermaid and "route -.-> review;" in mermaid
+    assert "summarize --> medication;" in mermaid  # a registered agent (chart_review=True) joins by itself
     lines = pipe.describe().splitlines()
-    assert len(lines) == 10
+    assert len(lines) == 11
     assert lines[2].startswith("icd [builtin] model=settings: reads note, entities")
     assert "writes codes" in lines[2]
 

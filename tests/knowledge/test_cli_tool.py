@@ -51,7 +51,7 @@ def test_cli_build_with_fixture_sources(tmp_path, kg: KnowledgeGraph) -> None:
     res = runner.invoke(app, ["build", *opts])
     assert res.exit_code == 0, res.output
     assert "built in" in res.output and "SNOMEDCT 3" in res.output and "UMLS 3" in res.output
-    assert list((tmp_path / "kg").glob("graph-*.pkl"))
+    assert list((tmp_path / "kg").glob("graph-*.signed"))
     res = runner.invoke(app, ["show", "SNOMEDCT:900000101", "--json", *opts])
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)

@@ -154,3 +154,31 @@ def test_hpo_crosswalks(kg: KnowledgeGraph) -> None:
 def test_unknown_code_in_queries_raises(kg: KnowledgeGraph) -> None:
     with pytest.raises(InvalidCodeError):
         kg.ancestors("E11.9X")
+
+
+def test_the_cache_is_signed_and_a_crafted_pickle_is_never_loaded(tmp_path) -> None:
+    """A cache file is unpickled only under this installation's HMAC: a crafted one is refused and rebuilt."""
+    import pickle
+    from pathlib import Path
+
+    from medslm.knowledge.snomed import SnomedRf2Source
+
+    fixtures = Path(__file__).parent / "fixtures" / "snomed"
+    first = KnowledgeGraph([SnomedRf2Source(fixtures)], cache_dir=tmp_path).load()
+    assert first.built and first.cache_path.exists()
+    assert first.cache_path.read_bytes().startswith(b"medslm-kg-signed-v1\n")
+    again = KnowledgeGraph([SnomedRf2Source(fixtures)], cache_dir=tmp_path).load()
+    assert not again.built  # the signed cache was read
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    payload = pickle.dumps(Evil())
+    for blob in (payload, b"medslm-kg-signed-v1\n" + b"\0" * 32 + payload):  # unsigned, and a forged signature
+        first.cache_path.write_bytes(blob)
+        crafted = KnowledgeGraph([SnomedRf2Source(fixtures)], cache_dir=tmp_path).load()
+        assert crafted.built and not marker.exists()
+        assert crafted.get("SNOMEDCT:900000101") is not None

@@ -96,3 +96,16 @@ def test_llamacpp_constraints_hold_on_the_embedded_gguf():
     # JSON cut short by max_tokens: a typed error that says so, never a pydantic parse error
     with pytest.raises(ModelError, match="cut at max_tokens"):
         lm.generate(msgs, JsonSchema(Finding), max_tokens=3)
+
+
+def test_embedded_model_files_are_pinned_by_sha256(tmp_path):
+    """The fetched GGUF has the pinned hash; a file with another is refused before conversion."""
+    from medslm.errors import ModelError
+    from medslm.models import embedded
+
+    real = embedded.gguf_path()
+    assert embedded.verify_gguf(real) == real  # the file in use is the pinned one
+    fake = tmp_path / embedded.GGUF_NAME
+    fake.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelError, match="expected b179c9523d0e6a0f"):
+        embedded.verify_gguf(fake)

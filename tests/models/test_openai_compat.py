@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 from medslm.errors import ConfigurationError, EndpointError, UnknownNameError
 from medslm.models.base import Choice, JsonSchema, LanguageModel, Regex
 from medslm.models.catalog import load_model
-from medslm.models.openai_compat import OpenAICompatibleModel, free_port, is_local_url, parse_openai_spec
+from medslm.models.openai_compat import OpenAICompatibleModel, is_local_url, parse_openai_spec
+from medslm.models.serving import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +73,7 @@ def test_nothing_listening_raises_endpoint_error_after_retries():
 @pytest.fixture(scope="module")
 def vllm():
     from medslm.models.embedded import converted_dir
-    from medslm.models.openai_compat import VLLMServer, vllm_python
+    from medslm.models.serving import VLLMServer, vllm_python
 
     py = vllm_python(str(REPO))
     if py is None:

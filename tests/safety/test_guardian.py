@@ -113,7 +113,9 @@ def test_output_screening_passes_a_safe_output(guardian, phi_note):
         advice="Keep taking furosemide 40 mg daily. Do not stop your furosemide unless your doctor tells you to.",
     )
     assert out.allowed, [f.message for f in out.findings]
-    assert not [f for f in out.findings if f.severity != Severity.INFO]
+    # nothing unsafe; the one thing said is that the age over 89 (Safe Harbor PHI) is redacted from the summary
+    assert [(f.category, f.severity, f.message) for f in out.findings if f.severity != Severity.INFO] == [
+        ("phi_leak", Severity.WARNING, "summary: AGE at [0, 2); redacted in the output")]
 
 
 @pytest.mark.parametrize(

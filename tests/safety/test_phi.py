@@ -114,3 +114,14 @@ def test_remote_endpoints_get_the_deidentified_copy(phi_note):
     remote = text_for_endpoint(phi_note, remote=True, seed=2)
     assert "Rosalind" not in remote and "00938471" not in remote
     assert re.search(r"furosemide 40 mg", remote)
+
+
+def test_identification_lines():
+    from medslm.safety.phi import is_identification_line
+
+    for line in ("Pt: O'Brien-Smith, Mary. MRN: A1234567.", "Name: Vollbrecht, Hildegard", "Phone: 617-555-0142",
+                 "DOB: 07/22/1944", "Address: 41 Larkspur Lane, Quincy, MA 02169", "John Whitaker 617-555-0142"):
+        assert is_identification_line(line), line
+    for line in ("72-year-old man with crushing chest pain.", "BP 88/50, HR 124, SpO2 89% on room air.",
+                 "Mrs. Okafor-Baptiste is a 93-year-old woman with mild congestive heart failure, seen today."):
+        assert not is_identification_line(line), line

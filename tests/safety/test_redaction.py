@@ -112,3 +112,20 @@ def test_log_phi_flag_leaves_records_alone(debug_logs):
     assert install_log_redaction(log_phi=True) is False
     logging.getLogger("some.library").debug("debug run: %s", "Zebulon Quaxworth")
     assert "Zebulon Quaxworth" in debug_logs.lines[-1]
+
+
+def test_registry_at_50000_strings_finds_new_ones_and_evicts_the_oldest():
+    from medslm.safety.redaction import clear_registered_phi, redact_text, register_phi, registered_count
+
+    clear_registered_phi()
+    try:
+        register_phi([("Oldestname Firstregistered", "NAME")])
+        register_phi(f"Name{i:05d} Person{i:05d}" for i in range(50_000))
+        assert registered_count() == 50_000
+        assert "Oldestname" in redact_text("seen Oldestname Firstregistered today", use_rules=False)  # evicted
+        register_phi([("O'Brien-Smith, Mary", "NAME"), ("99-887766", "MRN")])
+        out = redact_text("Pt O'Brien-Smith, Mary (99-887766) and Name49999 Person49999", use_rules=False)
+        assert "O'Brien" not in out and "887766" not in out and "Name49999" not in out
+        assert out.count("[PHI:") == 3
+    finally:
+        clear_registered_phi()

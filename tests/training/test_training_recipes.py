@@ -36,12 +36,37 @@ def test_every_recipe_trains_on_a_slice(quick, data_dir) -> None:
 
 
 def test_targets_resolve_agent_names_and_typos() -> None:
-    assert resolve_targets("ner") == ["ner-crf", "ner-crf-ncbi"]
+    assert resolve_targets("ner") == ["ner-crf", "ner-crf-ncbi", "ner-slm", "assertion-slm"]
     assert "icd-coder" in resolve_targets("all")
     from medslm.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="did you mean 'icd-coder'"):
         resolve_targets("icd-codr")
+
+
+def test_a_fit_job_is_data_and_a_fitted_adapter_is_reused_by_its_key(quick, tmp_path, monkeypatch, data_dir) -> None:
+    """The NER specialist's fit job round-trips through JSON with the same key, and with $MEDSLM_FIT_CACHE
+    holding an adapter for that key the recipe reuses it (as after a fit on a GPU machine)."""
+    import shutil
+
+    from medslm.training import TrainContext
+    from medslm.training.encoder_lora import FitJob
+    from medslm.training.ner_slm import prepare
+
+    out, manifests = quick
+    job, _ = prepare(TrainContext("ner-slm", data_dir, tmp_path / "x", seed=3, quick=True))
+    again = FitJob.from_json(json.loads(json.dumps(job.to_json())))
+    assert again.key() == job.key() == manifests["ner-slm"].hyperparameters["fit_key"]
+    cache = tmp_path / "cache" / job.key()
+    cache.mkdir(parents=True)
+    for name in ("adapter.safetensors", "config.json"):
+        shutil.copyfile(out / "ner-slm" / name, cache / name)
+    (cache / "history.json").write_text(json.dumps({"epochs": [], "trainable_params": 1, "device": "cuda",
+                                                    "seconds": 1.0, "best_dev": 0.0}))
+    monkeypatch.setenv("MEDSLM_FIT_CACHE", str(tmp_path / "cache"))
+    m = train("ner-slm", data_dir=data_dir, out_dir=tmp_path / "again", quick=True, seed=3)[0]
+    assert m.hyperparameters["fit_reused"].endswith(job.key()) and m.hyperparameters["fit_device"] == "cuda"
+    assert sha256_file(tmp_path / "again" / "ner-slm" / "adapter.safetensors") == m.files["adapter.safetensors"].sha256
 
 
 def test_a_run_loads_the_users_retrained_artifact(quick, kg, monkeypatch) -> None:
@@ -51,6 +76,7 @@ def test_a_run_loads_the_users_retrained_artifact(quick, kg, monkeypatch) -> Non
     out, _ = quick
     agent = NerAgent(model=None, kg=kg, artifacts=out).load()
     assert agent._tagger is not None and agent._tagger.folder == out / "ner-crf"
+    assert agent._slm is not None and agent._slm.model.folder == out / "ner-slm"
     r = agent.run(Note(id="n1", text="Cisplatin-induced nephrotoxicity was treated."), {})
     assert all(r.output[i].text == "Cisplatin-induced nephrotoxicity was treated."[e.start:e.end]
                for i, e in enumerate(r.output))
