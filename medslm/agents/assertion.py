@@ -277,12 +277,12 @@ def _assertion_of(ent: Any) -> Assertion:
 
 
 def mention_inputs(text: str, spans: Sequence[tuple[int, int]], window: int = 300) -> list[str]:
-    """The assertion model's input of each span: its sentence (by :func:`medslm.agents.ner.split_sentences`),
+    """The assertion model's input of each span: its sentence (by :func:`medslm.text.sentence_spans`),
     cut to ``window`` characters around the span, with the span marked ``[[…]]``."""
-    from medslm.agents.ner import split_sentences
     from medslm.models.encoder import mark_span
+    from medslm.text import sentence_spans
 
-    sents = split_sentences(text) or [(0, len(text))]
+    sents = sentence_spans(text) or [(0, len(text))]
     out = []
     for s, e in spans:
         a, b = next(((a, b) for a, b in sents if a <= s < b), (0, len(text)))

@@ -31,7 +31,7 @@ def review(
     graph: Annotated[str | None, typer.Option("--graph", help="graph builder 'module:function' (default: chart review)")] = None,
     store: Annotated[Path | None, typer.Option("--store", help="results store (SQLite; default: <output>.store.sqlite)")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="review only the first N records")] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", help="notes in flight (threads; for remote models)")] = 1,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="notes in flight (threads): local models batch their calls, remote ones overlap")] = 1,
     threshold: Annotated[list[str] | None, typer.Option(
         "--threshold", help="AGENT=VALUE: confidence under which that agent's result escalates or goes to review "
         "(repeatable; default 0.5; also MEDSLM_THRESHOLDS=icd=0.3,triage=0.4)")] = None,

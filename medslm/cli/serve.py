@@ -146,7 +146,9 @@ def create_app(settings: Any = None, *, graph: Any = None, options: ServeOptions
         return note
 
     def run_review(note: Any) -> Any:
-        with run_slots:
+        from medslm.models.batching import note_in_flight
+
+        with run_slots, note_in_flight():  # requests in flight share the local models' batches
             return review(note, the_graph, context=ctx)
 
     async def health(request: Request) -> Response:

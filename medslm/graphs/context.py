@@ -7,8 +7,9 @@ making a context is instant and a graph that never runs ``icd`` never loads the 
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -107,12 +108,34 @@ class ReviewContext:
     job_key: str | None = None
     _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    _note_locks: dict[Any, list[Any]] = field(default_factory=dict, repr=False, compare=False)
 
-    def agent_slot(self) -> Any:
-        """A context manager held while an agent runs (a no-op when ``serialize_agents`` is off)."""
-        import contextlib
+    def agent_slot(self, note: Any = None) -> Any:
+        """A context manager held while an agent runs (a no-op when ``serialize_agents`` is off).
 
-        return self._agent_lock if self.serialize_agents else contextlib.nullcontext()
+        With ``note`` (the note being reviewed), agents are serialised per note: the agents of one note run
+        one at a time, while the notes a batch runner keeps in flight run side by side (their model calls
+        then meet in one batch, see :mod:`medslm.models.batching`). Without it, one agent at a time in
+        the whole context."""
+        if not self.serialize_agents:
+            return contextlib.nullcontext()
+        if note is None:
+            return self._agent_lock
+        return self._note_slot((type(note).__name__, getattr(note, "id", None) or id(note)))
+
+    @contextlib.contextmanager
+    def _note_slot(self, key: Any) -> Iterator[None]:
+        with self._lock:
+            entry = self._note_locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    self._note_locks.pop(key, None)
 
     @property
     def config_hash(self) -> str:

@@ -205,7 +205,7 @@ def agent_node(
     def run(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
         ctx = context_of(runtime)
         worker = agent if agent is not None else ctx.agent(role or name, model, options)
-        with ctx.agent_slot():
+        with ctx.agent_slot(state.get("note")):
             return {out_field: worker.run(seen_note(state), state)}
 
     run.__name__ = name

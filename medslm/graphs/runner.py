@@ -177,7 +177,10 @@ def review_batch(
     in-memory one without output). ``audit``: True writes ``<output>.audit.jsonl``; a path writes
     there; False writes none. ``engine="ray"`` runs the same graph with Ray Data (``graph`` must then
     be a ``"module:function"`` spec or a builder function importable by the workers).
-    ``concurrency`` > 1 runs notes in threads (useful when models are remote endpoints).
+    ``concurrency`` > 1 keeps that many notes in flight (threads): remote models see their requests
+    overlap, and local models (the transformers causal LM, the encoder specialists) gather the calls of
+    the notes in flight into one batch within a bounded wait (:mod:`medslm.models.batching`). Each
+    note's agents still run one at a time; the reviews are the same as with ``concurrency=1``.
     """
     if engine not in ENGINES:
         raise UnknownNameError("engine", engine, ENGINES)
@@ -241,8 +244,14 @@ def review_batch(
             elif concurrency > 1:
                 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+                from medslm.models.batching import note_in_flight
+
+                def in_flight(n: Note) -> ChartReview:
+                    with note_in_flight():  # local models gather the calls of the notes in flight
+                        return run_note(g, n, context, None, key)
+
                 with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                    futures = {pool.submit(run_note, g, n, context, None, key): i for i, n in todo}
+                    futures = {pool.submit(in_flight, n): i for i, n in todo}
                     for fut in as_completed(futures):
                         record(futures[fut], fut.result())
             else:

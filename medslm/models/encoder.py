@@ -24,6 +24,7 @@ choice among a closed label set is the constraint, and the probabilities are the
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -128,6 +129,13 @@ class EncoderClassifier:
         self._tok: Any = None
         self._revision: str | None = None
         self._lock = threading.RLock()
+        from medslm.models.batching import MicroBatcher
+
+        # concurrent calls (the notes a batch runner keeps in flight) meet in one padded batch
+        self._batchers = {
+            "predict": MicroBatcher(self._predict_rows, name=f"{self.folder.name}.predict", device=device),
+            "tokens": MicroBatcher(self._token_rows, name=f"{self.folder.name}.tokens", device=device),
+        }
 
     @classmethod
     def from_artifact(cls, component: str, root: str | Path | None = None, **kw: Any) -> EncoderClassifier:
@@ -198,11 +206,27 @@ class EncoderClassifier:
     def predict(self, inputs: Sequence[str | tuple[str, str]]) -> Any:
         """Label distributions ``(len(inputs), labels)`` for sequence or pair tasks (numpy float32)."""
         import numpy as np
-        import torch
 
         self.load()
         if self.config["kind"] not in ("sequence", "pair"):
             raise ConfigurationError(f"{self.folder.name} is a {self.config['kind']} model; use predict_tokens()")
+        if not inputs:
+            return np.zeros((0, len(self.config["labels"])), dtype=np.float32)
+        return self._batchers["predict"](tuple(inputs))
+
+    def _predict_rows(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        """One batch for several callers' inputs: each caller's rows of the distributions."""
+        rows = [x for call in calls for x in call]
+        out = self._predict_now(rows)
+        ends = [0]
+        for call in calls:
+            ends.append(ends[-1] + len(call))
+        return [out[a:b] for a, b in itertools.pairwise(ends)]
+
+    def _predict_now(self, inputs: Sequence[str | tuple[str, str]]) -> Any:
+        import numpy as np
+        import torch
+
         out = np.zeros((len(inputs), len(self.config["labels"])), dtype=np.float32)
         order = sorted(range(len(inputs)), key=lambda i: len(str(inputs[i])))
         with self._lock, torch.inference_mode(), intra_op_threads(self.threads if self.device == "cpu" else None):
@@ -222,8 +246,6 @@ class EncoderClassifier:
 
     def predict_tokens_by_head(self, texts: Sequence[str], heads: Sequence[str] | None = None) -> dict[str, list[TokenPrediction]]:
         """Like :meth:`predict_tokens` for several heads at once (one encoder pass): head -> predictions."""
-        import torch
-
         self.load()
         if self.config["kind"] != "token":
             raise ConfigurationError(f"{self.folder.name} is a {self.config['kind']} model; use predict()")
@@ -232,6 +254,26 @@ class EncoderClassifier:
         for name in names:
             if name not in table:
                 raise ConfigurationError(f"{self.folder.name} has no head {name!r}; its heads: {', '.join(table)}")
+        if not texts:
+            return {name: [] for name in names}
+        return self._batchers["tokens"]((tuple(texts), tuple(names)), group=tuple(names))
+
+    def _token_rows(self, calls: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> list[dict[str, list[TokenPrediction]]]:
+        """One batch for several callers' texts (same heads): each caller's predictions by head."""
+        names = calls[0][1]
+        texts = [t for call in calls for t in call[0]]
+        res = self._tokens_now(texts, names)
+        out, at = [], 0
+        for call in calls:
+            n = len(call[0])
+            out.append({name: preds[at : at + n] for name, preds in res.items()})
+            at += n
+        return out
+
+    def _tokens_now(self, texts: Sequence[str], names: Sequence[str]) -> dict[str, list[TokenPrediction]]:
+        import torch
+
+        table = head_table(self.config)
         res: dict[str, list[TokenPrediction | None]] = {name: [None] * len(texts) for name in names}
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with self._lock, torch.inference_mode(), intra_op_threads(self.threads if self.device == "cpu" else None):

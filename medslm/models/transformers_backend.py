@@ -34,6 +34,26 @@ from medslm.models.base import (
 log = logging.getLogger(__name__)
 
 
+def default_threads() -> int | None:
+    """Torch intra-op threads while this backend computes on CPU: ``$MEDSLM_LM_THREADS``, else 1.
+
+    On a 2-core machine shared with other processes, 2 spin-waiting OpenMP threads made the summarizer's
+    decoding several times slower than 1 thread (bench/runner.py, docs/batching.md: a note's sections in
+    ~40 s with 1 thread vs > 200 s with 2 at load 9-12); the notes in flight are batched instead, one
+    batch at a time. ``MEDSLM_LM_THREADS=0`` leaves torch's setting alone (a quiet or larger machine).
+    """
+    import os
+
+    raw = os.environ.get("MEDSLM_LM_THREADS", "1").strip()
+    return int(raw) if raw else None
+
+
+def _threads(model: TransformersModel) -> Any:
+    from medslm.models.encoder import intra_op_threads
+
+    return intra_op_threads(model.threads if str(model.device).startswith("cpu") else None)
+
+
 def choice_regex(options: Sequence[str]) -> str:
     import re
 
@@ -59,8 +79,10 @@ class TransformersModel:
         dtype: str = "float32",
         max_context: int | None = None,
         adapter: str | Path | None = None,
+        threads: int | None = -1,
     ) -> None:
         self.source = str(source)
+        self.threads = default_threads() if threads == -1 else threads
         self.adapter = Path(adapter) if adapter is not None else None
         self.adapter_config: dict[str, Any] = {}
         if self.adapter is not None:
@@ -75,6 +97,15 @@ class TransformersModel:
         self._lock = threading.RLock()
         self._vocabulary: Any = None
         self._indexes: dict[str, Any] = {}
+        from medslm.models.batching import MicroBatcher
+
+        # concurrent calls (the notes a batch runner keeps in flight) meet in one padded batch
+        name = Path(self.source).name
+        self._batchers = {
+            "generate_many": MicroBatcher(self._many_rows, name=f"{name}.generate_many", device=device, max_batch=8),
+            "generate_batch": MicroBatcher(self._batch_rows, name=f"{name}.generate_batch", device=device, max_batch=8),
+            "score_choices": MicroBatcher(self._score_rows, name=f"{name}.score_choices", device=device, max_batch=16),
+        }
 
     # -- loading -------------------------------------------------------------------------------------
     @property
@@ -246,7 +277,50 @@ class TransformersModel:
         temperature: float = 0.0,
         seed: int | None = None,
     ) -> list[Generation]:
-        """Generate for several prompts in one padded batch (faster per item on CPU and GPU)."""
+        """Generate for several prompts in one padded batch (faster per item on CPU and GPU).
+
+        Greedy calls that arrive together from other threads (same constraint and ``max_tokens``) join
+        the same batch; sampling (``temperature > 0``) runs alone, so that a seed gives the same draw."""
+        if not batch:
+            return []
+        if temperature > 0:
+            with _threads(self):
+                return self._generate_batch_now(batch, constraint, max_tokens=max_tokens, temperature=temperature,
+                                                seed=seed)
+        return self._batchers["generate_batch"]((tuple(batch), constraint, max_tokens),
+                                                group=(self._constraint_key(constraint), max_tokens))
+
+    def _batch_rows(self, calls: list[tuple[tuple[Messages, ...], Constraint | None, int]]) -> list[Any]:
+        msgs = [m for call in calls for m in call[0]]
+        with _threads(self):
+            gens = self._generate_batch_now(msgs, calls[0][1], max_tokens=calls[0][2])
+        out, at = [], 0
+        for call in calls:
+            out.append(gens[at : at + len(call[0])])
+            at += len(call[0])
+        return out
+
+    @staticmethod
+    def _constraint_key(constraint: Constraint | None) -> Any:
+        if constraint is None:
+            return None
+        if isinstance(constraint, JsonSchema):
+            return ("json", json.dumps(constraint.as_dict(), sort_keys=True))
+        if isinstance(constraint, Choice):
+            return ("choice", tuple(constraint.options))
+        if isinstance(constraint, Regex):
+            return ("regex", constraint.pattern)
+        return ("other", id(constraint))
+
+    def _generate_batch_now(
+        self,
+        batch: Sequence[Messages],
+        constraint: Constraint | None = None,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> list[Generation]:
         import torch
         from transformers import LogitsProcessorList
 
@@ -314,53 +388,86 @@ class TransformersModel:
         distribution, as in :meth:`generate_batch`. Special tokens other than the end of turn are never
         written (a grammar that allows "<" would otherwise let "<|im_start|>" through as text);
         ``no_repeat_ngram=k`` forbids a row to repeat any k tokens it wrote (a small model's loops).
-        """
-        import torch
 
+        Calls that arrive together from other threads (the notes a batch runner keeps in flight) are
+        decoded in the same batch: each call's prefix is encoded once (the prefixes side by side,
+        left-padded), then all rows of all calls decode together, each under its own constraint.
+        """
         n = len(batch)
         if n == 0:
             return []
         limits = [int(max_tokens)] * n if isinstance(max_tokens, int) else [int(m) for m in max_tokens]
         if len(limits) != n:
             raise ConfigurationError(f"generate_many got {n} prompts and {len(limits)} max_tokens")
-        with self._lock:
+        return self._batchers["generate_many"]((tuple(batch), constraint, tuple(limits), int(no_repeat_ngram)))
+
+    def _many_rows(self, calls: list[tuple[tuple[Messages, ...], Constraint | None, tuple[int, ...], int]]) -> list[Any]:
+        """Decode the rows of several ``generate_many`` calls in one batch: each call's generations (or the
+        error of that call alone)."""
+        import torch
+
+        with self._lock, _threads(self):
             self.load()
             t0 = time.perf_counter()
-            encoded = [self._encode_prompt(m, max(limits))[0].tolist() for m in batch]
-            common = min(len(e) for e in encoded) - 1  # every row keeps at least one token of its own
-            for k in range(common):
-                if any(e[k] != encoded[0][k] for e in encoded[1:]):
-                    common = k
-                    break
-            rests = [e[common:] for e in encoded]
-            width = max(len(r) for r in rests)
+            rows: list[tuple[int, list[int], int, Constraint | None, int]] = []  # call, own tokens, limit, constraint, k
+            prefixes: list[list[int]] = []
+            tokens_in: list[int] = []
+            for g, (msgs, constraint, limits, ngram) in enumerate(calls):
+                encoded = [self._encode_prompt(m, max(limits))[0].tolist() for m in msgs]
+                common = min(len(e) for e in encoded) - 1  # every row keeps at least one token of its own
+                for k in range(common):
+                    if any(e[k] != encoded[0][k] for e in encoded[1:]):
+                        common = k
+                        break
+                prefixes.append(encoded[0][:common])
+                for e, lim in zip(encoded, limits, strict=True):
+                    rows.append((g, e[common:], lim, constraint, ngram))
+                    tokens_in.append(len(e))
+            if len(calls) > 1 and not all(prefixes):  # a call without a shared prefix: decode the calls apart
+                return [self._many_rows([c])[0] for c in calls]
+            n = len(rows)
+            width = max(len(r[1]) for r in rows)
             pad = self._tok.pad_token_id
             eos = self._tok.eos_token_id
-            index = None
-            if constraint is not None:
+            guides: list[Any] = [None] * n
+            if any(r[3] is not None for r in rows):
                 from outlines_core import Guide
                 from outlines_core.kernels.torch import allocate_token_bitmask, fill_next_token_bitmask
 
-                index = self._index(self._constraint_regex(constraint))
-                guides = [Guide(index) for _ in range(n)]
+                for i, r in enumerate(rows):
+                    if r[3] is not None:
+                        guides[i] = Guide(self._index(self._constraint_regex(r[3])))
             cache_kw = _cache_kwarg(self._model)
             out_ids: list[list[int]] = [[] for _ in range(n)]
             out_lps: list[list[float]] = [[] for _ in range(n)]
+            width_p = max(len(p) for p in prefixes)
             with torch.inference_mode():
                 cache = None
-                if common > 0:
-                    first = self._model(input_ids=torch.tensor([encoded[0][:common]], device=self.device),
+                prefix_mask = torch.ones((len(calls), width_p), dtype=torch.long)
+                if len(calls) == 1 and width_p > 0:
+                    first = self._model(input_ids=torch.tensor([prefixes[0]], device=self.device),
                                         use_cache=True, logits_to_keep=1)
                     cache = _cache_of(first)
                     cache.batch_repeat_interleave(n)
-                # each row's own tokens, left-padded inside the block after the shared prefix
+                elif width_p > 0:  # the calls' prefixes side by side, left-padded
+                    pids = torch.full((len(calls), width_p), pad, dtype=torch.long)
+                    prefix_mask.zero_()
+                    for g, p in enumerate(prefixes):
+                        pids[g, width_p - len(p):] = torch.tensor(p)
+                        prefix_mask[g, width_p - len(p):] = 1
+                    ppos = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+                    first = self._model(input_ids=pids.to(self.device), attention_mask=prefix_mask.to(self.device),
+                                        position_ids=ppos.to(self.device), use_cache=True, logits_to_keep=1)
+                    cache = _cache_of(first)
+                    cache.batch_select_indices(torch.tensor([r[0] for r in rows], device=self.device))
+                # each row's own tokens, left-padded inside the block after the prefixes
                 ids = torch.full((n, width), pad, dtype=torch.long)
-                attn = torch.zeros((n, common + width), dtype=torch.long)
-                attn[:, :common] = 1
-                for i, r in enumerate(rests):
-                    ids[i, width - len(r):] = torch.tensor(r)
-                    attn[i, common + width - len(r):] = 1
-                pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, common:]
+                attn = torch.zeros((n, width_p + width), dtype=torch.long)
+                for i, r in enumerate(rows):
+                    attn[i, :width_p] = prefix_mask[r[0]]
+                    ids[i, width - len(r[1]):] = torch.tensor(r[1])
+                    attn[i, width_p + width - len(r[1]):] = 1
+                pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, width_p:]
                 kwargs: dict[str, Any] = {cache_kw: cache} if cache is not None else {}
                 out = self._model(input_ids=ids.to(self.device), attention_mask=attn.to(self.device),
                                   position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1, **kwargs)
@@ -368,24 +475,23 @@ class TransformersModel:
                 logits = out.logits[:, -1, :].float()
                 alive = list(range(n))  # original row of each batch position
                 next_pos = pos[:, -1] + 1
-                bitmask = allocate_token_bitmask(logits.shape[-1]) if index is not None else None
+                bitmask = allocate_token_bitmask(logits.shape[-1]) if any(g is not None for g in guides) else None
                 shifts = torch.arange(32, dtype=torch.int32)
                 special = [t for t in self._tok.all_special_ids if t != eos and t < logits.shape[-1]]
                 seen_ngrams: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(n)]
-                k = no_repeat_ngram
                 while alive:
                     lp = logits.log_softmax(-1)
                     masked = logits.clone()
                     if special:
                         masked[:, special] = -torch.inf
-                    if k > 1:
-                        for b, row in enumerate(alive):
+                    for b, row in enumerate(alive):
+                        k = rows[row][4]
+                        if k > 1:
                             hist = out_ids[row]
                             banned = seen_ngrams[row].get(tuple(hist[-(k - 1):]), ()) if len(hist) >= k - 1 else ()
                             if banned:
                                 masked[b, list(banned)] = -torch.inf
-                    if index is not None:
-                        for b, row in enumerate(alive):
+                        if guides[row] is not None:
                             fill_next_token_bitmask(guides[row], bitmask)
                             # unpack the bits here: outlines-core's own kernel is torch.compile'd, which
                             # costs seconds of compilation in each new process on CPU
@@ -398,13 +504,14 @@ class TransformersModel:
                         tok = tokens[b]
                         if tok == eos or dead_end[b]:
                             continue
+                        k = rows[row][4]
                         if k > 1 and len(out_ids[row]) >= k - 1:
                             seen_ngrams[row].setdefault(tuple(out_ids[row][-(k - 1):]), set()).add(tok)
                         out_ids[row].append(tok)
                         out_lps[row].append(float(lp[b, tok]))
-                        if index is not None:
+                        if guides[row] is not None:
                             guides[row].advance(token_id=tok, return_tokens=False)
-                        if len(out_ids[row]) < limits[row]:
+                        if len(out_ids[row]) < rows[row][2]:
                             keep.append(b)
                     if not keep:
                         break
@@ -425,14 +532,21 @@ class TransformersModel:
                     logits = out.logits[:, -1, :].float()
                     next_pos = next_pos + 1
             latency = time.perf_counter() - t0
-            results = []
-            for i in range(n):
+            results: list[Any] = [[] for _ in calls]
+            for i, (g, _, limit, constraint, _) in enumerate(rows):
+                if isinstance(results[g], BaseException):
+                    continue
                 text = self._tok.decode(out_ids[i], skip_special_tokens=True)
-                value = self._parse(text, constraint, len(out_ids[i]) >= limits[i])
-                results.append(Generation(value=value, text=text, token_logprobs=tuple(out_lps[i]),
-                                          tokens_in=len(encoded[i]), tokens_out=len(out_ids[i]),
-                                          latency_s=latency / n, model=self._info))
-            log.debug("generate_many: %d rows, %d shared prompt tokens, %.2f s", n, common, latency)
+                try:
+                    value = self._parse(text, constraint, len(out_ids[i]) >= limit)
+                except ModelError as exc:  # fails this call alone
+                    results[g] = exc
+                    continue
+                results[g].append(Generation(value=value, text=text, token_logprobs=tuple(out_lps[i]),
+                                             tokens_in=tokens_in[i], tokens_out=len(out_ids[i]),
+                                             latency_s=latency / n, model=self._info))
+            log.debug("generate_many: %d calls, %d rows, %s shared prompt tokens, %.2f s", len(calls), n,
+                      [len(p) for p in prefixes], latency)
             return results
 
     def _constraint_regex(self, constraint: Constraint) -> str:
@@ -460,40 +574,70 @@ class TransformersModel:
         return text
 
     def score_choices(self, messages: Messages, options: Sequence[str]) -> ChoiceScores:
-        import torch
-
+        """Log-probability of each option (plus the end of turn) after the prompt: the prompt runs once,
+        then every option as one padded batch on its KV cache. Calls that arrive together from other
+        threads share those two forward passes (their prompts side by side, left-padded)."""
         opts = tuple(options)
         if not opts:
             raise ConfigurationError("score_choices needs at least one option")
-        with self._lock:
+        return self._batchers["score_choices"]((messages, opts))
+
+    def _score_rows(self, calls: list[tuple[Messages, tuple[str, ...]]]) -> list[ChoiceScores]:
+        import torch
+
+        with self._lock, _threads(self):
             self.load()
             t0 = time.perf_counter()
-            prompt_ids = self._encode_prompt(messages, 32)
+            prompts = [self._encode_prompt(m, 32)[0].tolist() for m, _ in calls]
             eos = self._tok.eos_token_id
-            opt_ids = [self._tok(o, add_special_tokens=False)["input_ids"] + [eos] for o in opts]
+            pad = self._tok.pad_token_id
+            opt_ids = [[self._tok(o, add_special_tokens=False)["input_ids"] + [eos] for o in opts] for _, opts in calls]
+            g_count = len(calls)
+            width_p = max(len(p) for p in prompts)
             with torch.inference_mode():
-                first = self._model(input_ids=prompt_ids, use_cache=True)
-                first_lp = first.logits[0, -1].float().log_softmax(-1)
-                totals = [float(first_lp[ids[0]]) for ids in opt_ids]
-                longest = max(len(ids) for ids in opt_ids)
+                if g_count == 1:
+                    mask = torch.ones((1, width_p), dtype=torch.long)
+                    first = self._model(input_ids=torch.tensor(prompts, device=self.device), use_cache=True,
+                                        logits_to_keep=1)
+                else:  # the prompts side by side, left-padded
+                    pids = torch.full((g_count, width_p), pad, dtype=torch.long)
+                    mask = torch.zeros((g_count, width_p), dtype=torch.long)
+                    for g, p in enumerate(prompts):
+                        pids[g, width_p - len(p):] = torch.tensor(p)
+                        mask[g, width_p - len(p):] = 1
+                    first = self._model(input_ids=pids.to(self.device), attention_mask=mask.to(self.device),
+                                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(self.device),
+                                        use_cache=True, logits_to_keep=1)
+                first_lp = first.logits[:, -1].float().log_softmax(-1)
+                totals = [[float(first_lp[g, ids[0]]) for ids in opt_ids[g]] for g in range(g_count)]
+                rows = [(g, j, ids) for g in range(g_count) for j, ids in enumerate(opt_ids[g])]
+                longest = max(len(ids) for _, _, ids in rows)
                 if longest > 1:
-                    n = len(opts)
+                    n = len(rows)
                     cache = _cache_of(first)
-                    cache.batch_repeat_interleave(n)
+                    if g_count == 1:
+                        cache.batch_repeat_interleave(n)
+                    else:
+                        cache.batch_select_indices(torch.tensor([g for g, _, _ in rows], device=self.device))
                     width = longest - 1  # feed all but the last token of each option
-                    feed = torch.full((n, width), self._tok.pad_token_id, dtype=torch.long)
-                    for i, ids in enumerate(opt_ids):
-                        feed[i, : len(ids) - 1] = torch.tensor(ids[:-1])
-                    attn = torch.ones((n, prompt_ids.shape[1] + width), dtype=torch.long)
-                    for i, ids in enumerate(opt_ids):
-                        attn[i, prompt_ids.shape[1] + len(ids) - 1:] = 0
+                    feed = torch.full((n, width), pad, dtype=torch.long)
+                    attn = torch.zeros((n, width_p + width), dtype=torch.long)
+                    for r, (g, _, ids) in enumerate(rows):
+                        feed[r, : len(ids) - 1] = torch.tensor(ids[:-1])
+                        attn[r, :width_p] = mask[g]
+                        attn[r, width_p : width_p + len(ids) - 1] = 1
+                    kw: dict[str, Any] = {}
+                    if g_count > 1:
+                        kw["position_ids"] = (attn.cumsum(-1) - 1).clamp(min=0)[:, width_p:].to(self.device)
                     out = self._model(input_ids=feed.to(self.device), attention_mask=attn.to(self.device),
-                                      use_cache=True, **{_cache_kwarg(self._model): cache})
+                                      use_cache=True, **{_cache_kwarg(self._model): cache}, **kw)
                     lp = out.logits.float().log_softmax(-1)
-                    for i, ids in enumerate(opt_ids):
-                        totals[i] += sum(float(lp[i, k, ids[k + 1]]) for k in range(len(ids) - 1))
-            return ChoiceScores(options=opts, logprobs=tuple(totals), tokens_in=int(prompt_ids.shape[1]),
-                                latency_s=time.perf_counter() - t0, model=self._info)
+                    for r, (g, j, ids) in enumerate(rows):
+                        totals[g][j] += sum(float(lp[r, k, ids[k + 1]]) for k in range(len(ids) - 1))
+            latency = time.perf_counter() - t0
+            return [ChoiceScores(options=opts, logprobs=tuple(totals[g]), tokens_in=len(prompts[g]),
+                                 latency_s=latency / g_count, model=self._info)
+                    for g, (_, opts) in enumerate(calls)]
 
 
 def _cache_of(output: Any) -> Any:
@@ -509,4 +653,4 @@ def _cache_kwarg(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-__all__ = ["TransformersModel", "choice_regex"]
+__all__ = ["TransformersModel", "choice_regex", "default_threads"]

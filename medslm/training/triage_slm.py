@@ -4,7 +4,7 @@ A sequence classifier over the five acuity levels: all-MiniLM-L6-v2 (PyPI ``gt-a
 LoRA adapter on its top two layers and a linear head, trained on KTAS ``data_dev.csv`` (the only KTAS
 split) with ordinal soft targets (0.8 on the expert's level, the rest on its neighbours). Each row is
 seen as the evaluation template (:func:`medslm.evals.triage.ktas_note`) and in one more style drawn per
-row (abbreviated or narrative, :func:`medslm.evals.triage.ktas_note_styled`), because real ED notes are
+row (abbreviated or narrative, :func:`medslm.evals.ktas.ktas_note_styled`), because real ED notes are
 not written like the template.
 
 The agent fuses the specialist's distribution with the structured acuity model (``triage-acuity``):
@@ -16,7 +16,7 @@ under-triage at or under the nurses' rate. They are stored in the artifact's ``c
 
 Figures in the manifest come from KTAS 5-fold cross-validation in which every fold's adapter, acuity
 model, weight and cost were fitted or chosen on the other four folds only
-(:func:`medslm.evals.triage.cv_triage_slm`).
+(:func:`cv_triage_slm`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def examples(rows: Sequence[dict[str, Any]], *, variants: int = 1, seed: int = 0
     """Training pairs: each row's evaluation-template note plus ``variants`` notes in another style."""
     import random
 
-    from medslm.evals.triage import ktas_note_styled
+    from medslm.evals.ktas import ktas_note_styled
 
     rng = random.Random(seed)
     out = []
@@ -107,7 +107,7 @@ def choose_fusion(p_model: Sequence[dict[int, float]], p_slm: Sequence[dict[int,
     system: acuity model + rules + cost decision).
     """
     from medslm.agents.triage import combine, decide
-    from medslm.evals.triage import triage_metrics
+    from medslm.evals.ktas import triage_metrics
     from medslm.records import RedFlag
 
     grid = list(weights) if p_slm is not None else [0.0]
@@ -133,7 +133,7 @@ def choose_fusion(p_model: Sequence[dict[int, float]], p_slm: Sequence[dict[int,
         description="MiniLM + LoRA acuity classifier over the whole triage text (KTAS), fused with triage-acuity",
         data=("ktas",))
 def train_triage_slm(ctx: TrainContext) -> TrainResult:
-    from medslm.evals.triage import cv_triage_slm, read_ktas, split_dev
+    from medslm.evals.ktas import read_ktas, split_dev
     from medslm.training.encoder_lora import FrozenStates, base_record
 
     ctx.data_file("ktas/data_dev.csv", split="dev (the provider's 70 %; all rows, CV folds)", licence=LICENCE)
@@ -174,7 +174,7 @@ def _tune_on_dev(folder: Path, fit_rows: Sequence[dict[str, Any]], dev_rows: Seq
                  ) -> tuple[float, float, dict[str, Any]]:
     """Weight and cost on the dev rows, with an acuity model fitted on ``fit_rows`` (never on dev)."""
     from medslm.agents.triage_features import AcuityModel, note_features
-    from medslm.evals.triage import fit_triage_model
+    from medslm.evals.ktas import fit_triage_model
     from medslm.models.encoder import EncoderClassifier
 
     clf = EncoderClassifier(folder)
@@ -187,5 +187,115 @@ def _tune_on_dev(folder: Path, fit_rows: Sequence[dict[str, Any]], dev_rows: Seq
     return choose_fusion(p_model, p_slm, caps, [int(r["expert"]) for r in dev_rows])
 
 
-__all__ = ["LAYERS", "LEVEL_LABELS", "NURSE_UNDER_TRIAGE", "choose_fusion", "examples", "fit_adapter",
+#: bump when the cross-validation procedure or the specialist's training changes (invalidates caches)
+CV_VERSION = "triage-slm-cv-2"
+
+
+def cv_triage_slm(data_dir: str | Path | None = None, *, rows: Sequence[dict[str, Any]] | None = None,
+                  folds: int = 5, seed: int = 0, device: str = "cpu", quick: bool = False, frozen: Any = None,
+                  use_cache: bool = True) -> dict[str, Any]:
+    """KTAS cross-validation of the triage specialist, the classical system and the agent (nested).
+
+    In each outer fold, on the four training folds only: the adapter is fitted on 80 % of the rows with
+    the other 20 % as inner dev (early stopping; fusion weight and under-triage cost chosen there, with
+    an acuity model fitted on the 80 %); the classical system's cost is chosen on the same inner dev;
+    the acuity model used on the test fold is refitted on all four folds. The held-out fold is then
+    scored by the agent's own decision code. Per-row outputs are returned (and cached on disk under the
+    medslm cache folder, keyed by the rows and :data:`CV_VERSION`) so that the ablation and the recipe
+    share one run.
+    """
+    import hashlib
+    import tempfile
+    import time
+    import warnings
+
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    from medslm.agents.triage import combine, decide
+    from medslm.agents.triage_features import AcuityModel, note_features
+    from medslm.evals.ktas import fit_triage_model, ktas_note_styled, read_ktas, split_dev, triage_metrics
+    from medslm.models.encoder import EncoderClassifier
+    from medslm.records import RedFlag
+    from medslm.settings import default_cache_dir
+    
+    rows = list(rows) if rows is not None else read_ktas(data_dir)
+    if quick:  # the smoke test: two folds of a few rows
+        folds = min(folds, 2)
+    key_src = json.dumps([CV_VERSION, folds, seed, quick, [(r["note"], r["expert"]) for r in rows]])
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    cache = Path(default_cache_dir()) / "evals" / f"triage_slm_cv_{key}.json"
+    if use_cache and cache.exists():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    y = np.asarray([int(r["expert"]) for r in rows])
+    n_splits = min(folds, int(np.bincount(y).max()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        splits = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    styles = ("standard", "terse", "prose")
+    per_row: list[dict[str, Any]] = [{} for _ in rows]
+    fold_params = []
+    t0 = time.perf_counter()
+    for k, (tr, te) in enumerate(splits):
+        train_rows = [rows[i] for i in tr]
+        fit_rows, dev_rows = split_dev(train_rows, seed=seed + k)
+        with tempfile.TemporaryDirectory(prefix="triage-slm-cv-") as tmp:
+            hist = fit_adapter(fit_rows, dev_rows, Path(tmp), seed=seed + k, device=device, quick=quick, frozen=frozen)
+            clf = EncoderClassifier(tmp, device=device)
+            test_texts = {st: [ktas_note_styled(rows[i], st, seed=int(i)) for i in te] for st in styles}
+            probs = {st: clf.predict(t) for st, t in test_texts.items()}
+            dev_probs = clf.predict([r["note"] for r in dev_rows])
+        inner = AcuityModel(fit_triage_model(fit_rows))
+        dev_feats = [note_features(r["note"], inner.vocabulary) for r in dev_rows]
+        dev_pm = [inner.predict_proba(f.values) for f in dev_feats]
+        dev_caps = [min((fl.max_level for fl in f.red_flags), default=5) for f in dev_feats]
+        dev_ps = [{j + 1: float(p[j]) for j in range(5)} for p in dev_probs]
+        dev_y = [int(r["expert"]) for r in dev_rows]
+        w, u, _ = choose_fusion(dev_pm, dev_ps, dev_caps, dev_y)
+        _, u_cls, _ = choose_fusion(dev_pm, None, dev_caps, dev_y)
+        model = AcuityModel(fit_triage_model(train_rows))
+        fold_params.append({"fold": k, "fusion_weight": w, "under_triage_cost": u, "classical_cost": u_cls,
+                            "epochs": len(hist["epochs"]), "best_dev_loglik": hist["best_dev"],
+                            "train_rows": len(fit_rows), "dev_rows": len(dev_rows)})
+        for j, i in enumerate(te):
+            rec: dict[str, Any] = {"id": rows[i]["id"], "expert": int(rows[i]["expert"]), "nurse": int(rows[i]["nurse"]),
+                                   "fold": k}
+            for st in styles:
+                f = note_features(test_texts[st][j], model.vocabulary)
+                p_model = model.predict_proba(f.values)
+                p_slm = {lv + 1: float(probs[st][j][lv]) for lv in range(5)}
+                cap = min((fl.max_level for fl in f.red_flags), default=5)
+                flags = (RedFlag(name="cap", max_level=cap),) if cap < 5 else ()
+                rec[st] = {
+                    "p_slm": [round(p_slm[lv], 6) for lv in range(1, 6)],
+                    "p_model": [round(p_model[lv], 6) for lv in range(1, 6)],
+                    "cap": cap,
+                    "classical": decide(p_model, flags, u_cls)[0],
+                    "slm": max(range(1, 6), key=lambda lv: (p_slm[lv], -lv)),
+                    "agent": decide(combine(p_model, p_slm, w), flags, u)[0],
+                }
+            per_row[i] = rec
+        log_fold = f"fold {k + 1}/{n_splits}: w={w} u={u} classical u={u_cls} ({time.perf_counter() - t0:.0f} s)"
+        import logging
+
+        logging.getLogger(__name__).info(log_fold)
+    metrics = {}
+    truth = [r["expert"] for r in per_row]
+    metrics["nurse"] = triage_metrics(truth, [r["nurse"] for r in per_row])
+    for system in ("classical", "slm", "agent"):
+        metrics[system] = triage_metrics(truth, [r["standard"][system] for r in per_row])
+        for st in ("terse", "prose"):
+            metrics[f"{system}_{st}"] = triage_metrics(truth, [r[st][system] for r in per_row])
+    out = {"dataset": "KTAS data_dev.csv", "version": CV_VERSION, "folds": n_splits, "seed": seed, "quick": quick,
+           "protocol": "stratified 5-fold CV; in each fold the adapter (80 % of the training folds), the fusion weight "
+                       "and costs (inner dev: the other 20 %) and the acuity model (all training folds) never see the "
+                       "test fold",
+           "fold_params": fold_params, "metrics": metrics, "rows": per_row, "seconds": round(time.perf_counter() - t0, 1)}
+    if use_cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(out), encoding="utf-8")
+    return out
+
+
+__all__ = ["LAYERS", "LEVEL_LABELS", "NURSE_UNDER_TRIAGE", "CV_VERSION", "choose_fusion", "cv_triage_slm", "examples", "fit_adapter",
            "log_likelihood", "soft_target", "train_triage_slm"]

@@ -39,7 +39,7 @@ def test_unknown_style_is_a_typed_error(rows) -> None:
 def test_dev_split_is_stratified_and_disjoint(rows) -> None:
     from collections import Counter
 
-    from medslm.evals.triage import split_dev
+    from medslm.evals.ktas import split_dev
 
     fit, dev = split_dev(rows, seed=1)
     assert {r["id"] for r in fit}.isdisjoint({r["id"] for r in dev}) and len(fit) + len(dev) == len(rows)

@@ -58,3 +58,41 @@ def test_an_adapter_is_merged_and_its_base_checked(tmp_path) -> None:
     with pytest.raises(ModelError, match="retrain the adapter"):
         other.load()
     assert other._model is None
+
+
+def test_calls_from_notes_in_flight_share_a_batch_and_keep_their_answers(embedded_lm) -> None:
+    """generate_many and score_choices from 3 threads at once (3 notes in flight) = each alone."""
+    import threading
+
+    from medslm.models.batching import note_in_flight
+
+    notes = [NOTE, "Cough and fever for 3 days. SpO2 91 %. Crackles at the right base. Plan: chest X-ray.",
+             "Follow-up of type 2 diabetes, HbA1c 8.1 %. Plan: add metformin 500 mg twice daily."]
+    prompts = [[section_messages(n, t, dialogue=False) for t in ("Chief complaint", "Plan")] for n in notes]
+    choice = [[{"role": "user", "content": f"{n}\nIs this note urgent? Answer yes or no."}] for n in notes]
+    options = ["yes", "no", "maybe not"]
+    alone = [embedded_lm.generate_many(p, Regex(SECTION_REGEX), max_tokens=[8, 10]) for p in prompts]
+    alone_scores = [embedded_lm.score_choices(c, options) for c in choice]
+    many_stats = embedded_lm._batchers["generate_many"].stats
+    multi_before = sum(c for size, c in many_stats.sizes.items() if size > 1)
+    together: list = [None] * 3
+    scores: list = [None] * 3
+    start = threading.Barrier(3)
+
+    def note(i: int) -> None:
+        with note_in_flight():
+            start.wait()
+            together[i] = embedded_lm.generate_many(prompts[i], Regex(SECTION_REGEX), max_tokens=[8, 10])
+            scores[i] = embedded_lm.score_choices(choice[i], options)
+
+    threads = [threading.Thread(target=note, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [[g.text for g in gens] for gens in together] == [[g.text for g in gens] for gens in alone]
+    for a, b in zip(alone_scores, scores, strict=True):
+        assert b.options == a.options
+        assert b.logprobs == pytest.approx(a.logprobs, abs=1e-3)
+        assert max(range(3), key=lambda k: b.logprobs[k]) == max(range(3), key=lambda k: a.logprobs[k])
+    assert sum(c for size, c in many_stats.sizes.items() if size > 1) > multi_before  # the notes' calls did meet
