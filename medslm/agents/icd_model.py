@@ -1,16 +1,18 @@
-"""Train-split models of the ICD-10-CM coding agent: a document-level code ranker and a candidate stacker.
+"""Train-split models of the ICD-10-CM coding agent: a document-level code ranker and two candidate stackers.
 
 Fitted on CodiEsp *train* only (English text + diagnosis codes) by ``medslm train icd-coder``, saved as
 the ``icd-coder`` artifact in safe formats (:meth:`CodingModel.save`: safetensors arrays and JSON; no
 pickle) and loaded at run time by :meth:`CodingModel.load`:
 
-- a kernel ridge regression from TF-IDF (1-2 grams) to the train codes (its top 100 codes are candidates) (one dense 500x500 solve, all
-  codes at once): which codes documents like this one carry;
+- a kernel ridge regression from TF-IDF (1-2 grams) to the train codes (one dense 500x500 solve, all
+  codes at once): which codes documents like this one carry; its top 400 codes are candidates;
 - per-code precision of the knowledge graph's lexicon matches on train (how often a match of the code's
   names means the code is gold), smoothed;
-- a gradient-boosted stacker over candidate features (ranker score and rank, lexicon evidence, share of
-  negated/family mentions, train prior, billability), fitted on out-of-fold features, whose probability
-  is the code's confidence.
+- gradient-boosted stackers over candidate features, fitted on out-of-fold features of train: the
+  *classical* one (ranker score and rank, lexicon and index evidence, order-free matches, completions,
+  shares of negated and uncertain mentions, train prior, billability, description overlap) and the
+  *combined* one, which adds the SLM reranker's out-of-fold scores (:mod:`medslm.agents.icd_reranker`).
+  The stacker's probability is the code's confidence; each has its threshold (best out-of-fold micro-F1).
 
 Every candidate code is a knowledge-graph concept: codes of train documents that are not ICD-10-CM 2026
 are dropped before fitting, so nothing the models rank can be invalid.
@@ -29,11 +31,18 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-FORMAT = "icd-model-4"
-FEATURES = (
+FORMAT = "icd-model-5"
+#: features of the classical system (ranker, lexicon, index, rules): the stacker without the SLM
+CLASSICAL = (
     "ridge", "ridge_rank_inv", "in_ridge", "lex_score", "lex_count", "lex_precision", "lex_ambiguity",
-    "neg_share", "prior", "billable", "depth", "entity_hit",
+    "neg_share", "possible_share", "prior", "billable", "depth", "bag", "origin", "label_overlap", "index_named",
 )
+#: features the SLM reranker adds (its probability and its best sentence-code cosine); NaN when unscored
+SLM = ("slm", "slm_cos")
+FEATURES = CLASSICAL + SLM
+#: origin of a candidate with a mention: named directly, the completion the note supports, another
+#: billable descendant of a named category, a billable sibling of a named code
+ORIGIN = {"direct": 1.0, "completion": 0.75, "descendant": 0.5, "sibling": 0.25}
 
 
 @dataclass
@@ -44,7 +53,10 @@ class Evidence:
     lex_score: float = 0.0
     count: int = 0
     ambiguity: int = 0
-    negated: int = 0
+    negated: int = 0      # mentions negated, a family member's, another person's or hypothetical
+    possible: int = 0     # mentions stated as uncertain ("r/o", "possible", "likely", "vs")
+    bag: bool = False     # found by an order-free match only
+    origin: float = 1.0   # see ORIGIN
     entity_hit: bool = False
 
 
@@ -72,10 +84,11 @@ class Ridge:
         self.alpha = np.asarray(fitted.dual_coef_, dtype=np.float32)  # (K + lam I)^-1 y
         return self
 
-    def scores(self, text: str) -> dict[str, float]:
+    def scores(self, text: str, floor: float | None = None) -> dict[str, float]:
+        """The score of each train code for ``text`` (only those above ``floor``; None: all of them)."""
         kd = (self.vec.transform([text]) @ self.x.T).toarray()[0]
         s = kd @ self.alpha
-        return {c: float(v) for c, v in zip(self.codes, s, strict=True) if v > 0.01}
+        return {c: float(v) for c, v in zip(self.codes, s, strict=True) if floor is None or v > floor}
 
     # ---------------------------------------------------------------- safe persistence
     def arrays(self) -> dict[str, Any]:
@@ -182,19 +195,38 @@ def code_depth(code: str) -> int:
     return len(code.replace(".", ""))
 
 
+#: extra per-candidate signals the recipe or the agent computes from the note: (label_overlap, index_named)
+Extras = Callable[[Sequence[str]], list[tuple[float, float]]]
+#: the SLM's (probability, cosine) per candidate code; NaN where it did not score one
+SlmScores = Callable[[Sequence[str]], list[tuple[float, float]]]
+
+#: share of the ranker's tail rows (past top_k, no evidence in the note) a stacker is fitted on
+TAIL_SAMPLE = 0.1
+_STACKER = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15, "l2_regularization": 1.0}
+
+
 class CodingModel:
-    """The fitted ranker, lexicon statistics and stacker (see the module doc)."""
+    """The fitted ranker, lexicon statistics and the two stackers (see the module doc).
+
+    ``stacker_classical`` scores a candidate from the classical features (:data:`CLASSICAL`); ``stacker``
+    (None when fitted without an SLM) from those and the SLM reranker's (:data:`SLM`). Each has its
+    emission threshold, the best out-of-fold micro-F1 on train.
+    """
 
     def __init__(self) -> None:
         self.ridge: Ridge | None = None
         self.prior: dict[str, float] = {}
         self.lex_hits: dict[str, tuple[int, int]] = {}  # code -> (gold hits, all hits) on train
+        self.stacker_classical: Any = None
         self.stacker: Any = None
+        self.threshold_classical: float = 0.5
         self.threshold: float = 0.5
         self.n_train = 0
-        #: ranker codes per document that become candidates (top 100: 59% of CodiEsp dev gold codes,
-        #: top 40: 47%; with the lexicon's codes 67% and 57%)
-        self.top_k = 100
+        self.figures: dict[str, float] = {}
+        #: every train code the ranker scores is a candidate (with the lexicon's, the index's, their completions
+        #: and siblings: 88.6 % of CodiEsp dev gold codes, ~1,790 candidates a document; the ranker's top
+        #: 400 alone with the rest: 82 %); ``top_k`` is the rank the ``in_ridge`` feature marks
+        self.top_k = 400
 
     # ---------------------------------------------------------------- features
     def lex_precision(self, code: str) -> float:
@@ -202,12 +234,15 @@ class CodingModel:
         return (gold + 0.3) / (hits + 1.0)
 
     def candidate_features(self, ridge: dict[str, float], evidence: dict[str, Evidence], billable: Callable[[str], bool],
-                           top_k: int | None = None) -> tuple[list[str], list[list[float]]]:
-        ranked = sorted(ridge.items(), key=lambda kv: -kv[1])[: top_k or self.top_k]
-        rank = {c: r for r, (c, _) in enumerate(ranked, 1)}
+                           extras: Extras | None = None, top_k: int | None = None) -> tuple[list[str], list[list[float]]]:
+        """Candidate codes (every code the ranker scores, best first, then the ones the note names) and
+        their classical feature rows (:data:`CLASSICAL` order)."""
+        ranked = sorted(ridge.items(), key=lambda kv: -kv[1])
+        rank = {c: r for r, (c, _) in enumerate(ranked[: top_k or self.top_k], 1)}
         codes = list(dict.fromkeys([c for c, _ in ranked] + list(evidence)))
+        more = extras(codes) if extras is not None else [(0.0, 0.0)] * len(codes)
         rows = []
-        for c in codes:
+        for c, (overlap, named) in zip(codes, more, strict=True):
             ev = evidence.get(c)
             rows.append([
                 ridge.get(c, 0.0),
@@ -218,71 +253,95 @@ class CodingModel:
                 self.lex_precision(c) if ev else 0.0,
                 float(ev.ambiguity) if ev else 0.0,
                 (ev.negated / ev.count) if ev and ev.count else 0.0,
+                (ev.possible / ev.count) if ev and ev.count else 0.0,
                 math.log1p(self.prior.get(c, 0.0)),
                 float(billable(c)),
                 float(code_depth(c)),
-                float(ev.entity_hit) if ev else 0.0,
+                float(ev.bag) if ev else 0.0,
+                ev.origin if ev else 0.0,
+                overlap,
+                named,
             ])
         return codes, rows
 
+    def predict_classical(self, rows: list[list[float]]) -> list[float]:
+        if not rows:
+            return []
+        return [float(p) for p in self.stacker_classical.predict_proba(rows)]
+
     def predict(self, rows: list[list[float]]) -> list[float]:
+        """Probabilities from the combined stacker; ``rows`` are classical + SLM features."""
         if not rows:
             return []
         return [float(p) for p in self.stacker.predict_proba(rows)]
 
     # ---------------------------------------------------------------- fitting
     @classmethod
-    def fit(cls, texts: Sequence[str], labels: Sequence[Sequence[str]],
-            evidence_of: Callable[[str], dict[str, Evidence]], billable: Callable[[str], bool],
-            folds: int = 5, seed: int = 0) -> CodingModel:
-        """Fit on train documents; ``evidence_of(text)`` gives the lexicon evidence per candidate code."""
+    def oof_rows(cls, texts: Sequence[str], labels: Sequence[Sequence[str]], evidences: Sequence[dict[str, Evidence]],
+                 billable: Callable[[str], bool], extras_of: Callable[[int], Extras] | None = None,
+                 folds: int = 5, seed: int = 0, top_k: int | None = None
+                 ) -> tuple[list[list[str]], list[list[list[float]]], dict[int, int]]:
+        """Out-of-fold candidates and classical features of each train document (the first stage fitted
+        on the other folds): ``(codes per doc, rows per doc, fold of each doc)``."""
         import numpy as np
-        from sklearn.ensemble import HistGradientBoostingClassifier
 
         n = len(texts)
-        evidences = [evidence_of(t) for t in texts]
         order = np.random.default_rng(seed).permutation(n)
         fold_of = {int(i): k % folds for k, i in enumerate(order)}
-        x_rows: list[list[float]] = []
-        y_rows: list[int] = []
-        groups: list[int] = []
+        codes_of: list[list[str]] = [[] for _ in range(n)]
+        rows_of: list[list[list[float]]] = [[] for _ in range(n)]
         for f in range(folds):
             tr = [i for i in range(n) if fold_of[i] != f]
-            te = [i for i in range(n) if fold_of[i] == f]
             part = cls._fit_first_stage([texts[i] for i in tr], [labels[i] for i in tr], [evidences[i] for i in tr])
-            for i in te:
-                codes, rows = part.candidate_features(part.ridge.scores(texts[i]), evidences[i], billable)  # type: ignore[union-attr]
-                gold = set(labels[i])
-                x_rows.extend(rows)
-                y_rows.extend(int(c in gold) for c in codes)
-                groups.extend([i] * len(codes))
+            if top_k:
+                part.top_k = top_k
+            for i in (i for i in range(n) if fold_of[i] == f):
+                codes_of[i], rows_of[i] = part.candidate_features(
+                    part.ridge.scores(texts[i]), evidences[i], billable,  # type: ignore[union-attr]
+                    extras_of(i) if extras_of else None)
+        return codes_of, rows_of, fold_of
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], labels: Sequence[Sequence[str]], evidences: Sequence[dict[str, Evidence]],
+            billable: Callable[[str], bool], extras_of: Callable[[int], Extras] | None = None,
+            slm_of: Callable[[int], SlmScores] | None = None, folds: int = 5, seed: int = 0,
+            top_k: int | None = None) -> CodingModel:
+        """Fit on train documents: the first stage on all of them, the stackers on out-of-fold features.
+
+        ``evidences[i]``: the lexicon evidence of document ``i``; ``extras_of(i)``: its extra signals;
+        ``slm_of(i)``: the SLM's **out-of-fold** scores for it (without it only the classical stacker is fitted).
+        """
+        import numpy as np
+
+        codes_of, rows_of, fold_of = cls.oof_rows(texts, labels, evidences, billable, extras_of, folds, seed, top_k)
+        y, groups, x_cls, x_all, w = [], [], [], [], []
+        rng = np.random.default_rng(seed)
+        in_ridge, lex, origin = CLASSICAL.index("in_ridge"), CLASSICAL.index("lex_score"), CLASSICAL.index("origin")
+        for i, (codes, rows) in enumerate(zip(codes_of, rows_of, strict=True)):
+            gold = set(labels[i])
+            # the ranker's tail (past its top_k, nothing in the note): one row in TAIL_SAMPLE, weighted up
+            keep = [k for k, r in enumerate(rows) if r[in_ridge] or r[lex] or r[origin] or rng.random() < TAIL_SAMPLE]
+            y.extend(int(codes[k] in gold) for k in keep)
+            groups.extend([i] * len(keep))
+            x_cls.extend(rows[k] for k in keep)
+            w.extend(1.0 if rows[k][in_ridge] or rows[k][lex] or rows[k][origin] else 1 / TAIL_SAMPLE for k in keep)
+            if slm_of is not None:
+                slm = slm_of(i)([codes[k] for k in keep])
+                x_all.extend(rows[k] + list(sc) for k, sc in zip(keep, slm, strict=True))
         model = cls._fit_first_stage(texts, labels, evidences)
-        x = np.asarray(x_rows, dtype=np.float64)
-        y = np.asarray(y_rows)
-        est = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
-                                             l2_regularization=1.0, random_state=seed).fit(x, y)
-        model.stacker = TreeEnsemble.from_sklearn(est, check=x[:2000])
-        # threshold: the best micro-F1 of out-of-fold stacker probabilities (a second split of train)
-        oof = np.zeros(len(y))
-        idx = np.arange(len(y))
-        grp = np.asarray(groups)
-        for f in range(folds):
-            te_docs = {i for i in range(n) if fold_of[i] == f}
-            mask = np.isin(grp, list(te_docs))
-            st = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
-                                                l2_regularization=1.0, random_state=seed).fit(x[~mask], y[~mask])
-            oof[idx[mask]] = st.predict_proba(x[mask])[:, 1]
+        if top_k:
+            model.top_k = top_k
         n_gold = sum(len(set(ls)) for ls in labels)
-        best = (0.0, 0.5)
-        for t in np.arange(0.1, 0.8, 0.02):
-            sel = oof >= t
-            tp = float(y[sel].sum())
-            p = tp / max(1, int(sel.sum()))
-            r = tp / max(1, n_gold)
-            f1 = 2 * p * r / (p + r) if p + r else 0.0
-            best = max(best, (f1, float(round(t, 2))))
-        model.threshold = best[1]
-        model.oof_f1 = best[0]
+        yy, gg, ww = np.asarray(y), np.asarray(groups), np.asarray(w)
+        model.stacker_classical, model.threshold_classical, f1c = _fit_stacker(
+            np.asarray(x_cls, dtype=np.float64), yy, gg, ww, fold_of, folds, n_gold, seed)
+        model.figures = {"codiesp_train_oof_micro_f1_classical": f1c}
+        if slm_of is not None:
+            model.stacker, model.threshold, f1 = _fit_stacker(np.asarray(x_all, dtype=np.float64), yy, gg, ww, fold_of,
+                                                              folds, n_gold, seed)
+            model.figures["codiesp_train_oof_micro_f1"] = f1
+        else:
+            model.threshold = model.threshold_classical
         return model
 
     # ---------------------------------------------------------------- safe persistence
@@ -292,13 +351,16 @@ class CodingModel:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        assert self.ridge is not None and isinstance(self.stacker, TreeEnsemble)
-        arrays = {**self.ridge.arrays(), **{f"stacker.{k}": v for k, v in self.stacker.a.items()}}
+        assert self.ridge is not None and isinstance(self.stacker_classical, TreeEnsemble)
+        arrays = {**self.ridge.arrays(), **{f"classical.{k}": v for k, v in self.stacker_classical.a.items()}}
+        if self.stacker is not None:
+            arrays.update({f"stacker.{k}": v for k, v in self.stacker.a.items()})
         save_file(arrays, str(folder / "arrays.safetensors"))
-        meta = {"format": FORMAT, "features": list(FEATURES), "threshold": self.threshold, "top_k": self.top_k,
-                "n_train": self.n_train, "oof_f1": getattr(self, "oof_f1", None), "prior": self.prior,
-                "lex_hits": {c: list(v) for c, v in self.lex_hits.items()}, "ridge": self.ridge.config(),
-                "stacker_baseline": self.stacker.baseline}
+        meta = {"format": FORMAT, "features": list(FEATURES), "threshold": self.threshold,
+                "threshold_classical": self.threshold_classical, "top_k": self.top_k, "n_train": self.n_train,
+                "figures": self.figures, "prior": self.prior, "lex_hits": {c: list(v) for c, v in self.lex_hits.items()},
+                "ridge": self.ridge.config(), "classical_baseline": self.stacker_classical.baseline,
+                "stacker_baseline": self.stacker.baseline if self.stacker is not None else None}
         (folder / "model.json").write_text(json.dumps(meta, separators=(",", ":"), sort_keys=True), encoding="utf-8")
 
     @classmethod
@@ -320,11 +382,18 @@ class CodingModel:
                                      f"reads {FORMAT!r}: retrain it with `medslm train icd-coder`")
         m = cls()
         m.ridge = Ridge.from_saved(meta["ridge"], arrays)
-        m.stacker = TreeEnsemble(meta["stacker_baseline"],
-                                 {k.removeprefix("stacker."): v for k, v in arrays.items() if k.startswith("stacker.")})
+
+        def tree(prefix: str, baseline: float) -> TreeEnsemble:
+            return TreeEnsemble(baseline, {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)})
+
+        m.stacker_classical = tree("classical.", meta["classical_baseline"])
+        if meta.get("stacker_baseline") is not None:
+            m.stacker = tree("stacker.", meta["stacker_baseline"])
         m.threshold = float(meta["threshold"])
+        m.threshold_classical = float(meta["threshold_classical"])
         m.top_k = int(meta["top_k"])
         m.n_train = int(meta["n_train"])
+        m.figures = dict(meta.get("figures", {}))
         m.prior = {c: float(v) for c, v in meta["prior"].items()}
         m.lex_hits = {c: (int(v[0]), int(v[1])) for c, v in meta["lex_hits"].items()}
         return m
@@ -347,4 +416,30 @@ class CodingModel:
         return m
 
 
-__all__ = ["FEATURES", "FORMAT", "CodingModel", "Evidence", "Ridge", "TreeEnsemble", "code_depth", "normalize_code"]
+def _fit_stacker(x: Any, y: Any, groups: Any, w: Any, fold_of: dict[int, int], folds: int, n_gold: int,
+                 seed: int) -> tuple[TreeEnsemble, float, float]:
+    """A gradient-boosted stacker on out-of-fold rows (``w``: row weights), and its threshold: the best
+    micro-F1 of nested out-of-fold probabilities (a second split of train, by document)."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    est = HistGradientBoostingClassifier(**_STACKER, random_state=seed).fit(x, y, sample_weight=w)
+    stacker = TreeEnsemble.from_sklearn(est, check=x[:2000])
+    oof = np.zeros(len(y))
+    for f in range(folds):
+        mask = np.isin(groups, [i for i, k in fold_of.items() if k == f])
+        st = HistGradientBoostingClassifier(**_STACKER, random_state=seed).fit(x[~mask], y[~mask],
+                                                                               sample_weight=w[~mask])
+        oof[mask] = st.predict_proba(x[mask])[:, 1]
+    best = (0.0, 0.5)
+    for t in np.arange(0.1, 0.8, 0.02):
+        sel = oof >= t
+        tp = float((y[sel] * w[sel]).sum())
+        p = tp / max(1.0, float(w[sel].sum()))
+        r = tp / max(1, n_gold)
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        best = max(best, (f1, float(round(t, 2))))
+    return stacker, best[1], best[0]
+
+
+__all__ = ["CLASSICAL", "FEATURES", "FORMAT", "ORIGIN", "SLM", "CodingModel", "Evidence", "Ridge", "TreeEnsemble", "code_depth", "normalize_code"]

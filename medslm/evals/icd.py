@@ -174,6 +174,74 @@ def evaluate_icd(data_dir: str | Path | None = None, split: str = "dev", limit: 
     return out
 
 
+def ablation(data_dir: str | Path | None = None, *, limit: int | None = None, seed: int = 0) -> Any:
+    """Classical-only vs SLM-only vs combined ICD coding on CodiEsp **dev** (never fitted or tuned on).
+
+    The three systems rank the same candidates (lexicon, Alphabetic Index, order-free matches and their
+    completions, and the ranker's top codes): *classical* by the stacker without the SLM, *slm* by the
+    reranker's probability alone, *combined* by the stacker with the reranker's scores (what the agent
+    ships). Items are documents; the headline metric is MAP (the CodiEsp-D metric); each item also
+    carries its emitted codes' true/false positives and misses (micro P/R/F1 at each system's own
+    threshold, tuned on train folds), and the count of emitted or ranked codes outside ICD-10-CM (0).
+    """
+    from medslm.agents.icd import IcdAgent
+    from medslm.evals.ablation import Ablation
+    from medslm.knowledge import KnowledgeGraph
+
+    del seed  # deterministic: no sampling
+    docs = read_codiesp(data_dir, "dev", limit)
+    kg = KnowledgeGraph.default()
+    agent = IcdAgent(model=None, kg=kg).load()
+    if agent.reranker is not None:
+        try:  # the training cache of MiniLM vectors, when a recipe filled it (same vectors, less waiting)
+            from medslm.training.icd_data import EmbeddingCache
+
+            agent.reranker.cache = EmbeddingCache()
+        except OSError:
+            pass
+    systems = ("classical", "slm", "combined")
+    items: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
+    latency: list[float] = []
+    covered = n_gold = n_cand = 0
+    for d in docs:
+        gold = set(d.codes)
+        for system in systems:
+            t = time.perf_counter()
+            coding = agent.code(d.text, system=system)
+            if system == "combined":
+                latency.append(time.perf_counter() - t)
+            ranked = [c.code for c in coding.ranked]
+            emitted = {c.code for c in coding.chosen}
+            items[system].append({
+                "ap": average_precision(ranked, gold), "tp": len(emitted & gold), "fp": len(emitted - gold),
+                "fn": len(gold - emitted), "invalid": _invalid(kg, emitted | set(ranked))})
+            if system == "combined":
+                valid_gold = {c for c in gold if kg.get(c, "ICD10CM") is not None}
+                covered += len(valid_gold & set(ranked))
+                n_gold += len(valid_gold)
+                n_cand += len(ranked)
+
+    def metric(entries: Sequence[dict[str, float]]) -> float:
+        return float(sum(e["ap"] for e in entries) / len(entries)) if entries else 0.0
+
+    micro = {}
+    for s in systems:
+        tp, fp, fn = (sum(e[k] for e in items[s]) for k in ("tp", "fp", "fn"))
+        p, r = tp / max(1, tp + fp), tp / max(1, tp + fn)
+        micro[s] = {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+                    "invalid_codes": int(sum(e["invalid"] for e in items[s]))}
+    return Ablation(
+        agent="icd", split=f"CodiEsp dev ({len(docs)} documents)", metric_name="MAP", metric=metric, items=items,
+        notes=[f"candidate gold coverage {covered / max(1, n_gold):.3f} ({n_cand / max(1, len(docs)):.0f} candidates "
+               f"per document; gold codes that are valid ICD-10-CM 2026)",
+               "micro P/R/F1 at each system's threshold (tuned on CodiEsp train folds): " + "; ".join(
+                   f"{s} {v['precision']:.3f}/{v['recall']:.3f}/{v['f1']:.3f}, invalid {v['invalid_codes']}"
+                   for s, v in micro.items())],
+        extra={"micro": micro, "coverage": covered / max(1, n_gold), "candidates_per_doc": n_cand / max(1, len(docs)),
+               "icd_latency": _latency(latency)},
+    )
+
+
 def _ece(pairs: Sequence[tuple[float, bool]], bins: int = 10) -> float:
     tot = len(pairs)
     err = 0.0
@@ -185,5 +253,5 @@ def _ece(pairs: Sequence[tuple[float, bool]], bins: int = 10) -> float:
     return err
 
 
-__all__ = ["CodiespDoc", "average_precision", "evaluate_icd", "lexical_baseline", "mean_average_precision",
-           "micro_prf", "normalize_code", "read_codiesp", "codiesp_files", "CodiespDoc"]
+__all__ = ["CodiespDoc", "ablation", "average_precision", "codiesp_files", "evaluate_icd", "lexical_baseline",
+           "mean_average_precision", "micro_prf", "normalize_code", "read_codiesp"]

@@ -129,6 +129,8 @@ class GraphBuilder:
         self.closed: set[str] = set()
         #: names for concepts of closed systems (lexical entries only, not part of the Concept record)
         self.extra_names: dict[str, list[str]] = {}
+        #: ICD-10-CM Alphabetic Index paths that reach a concept: id -> [(path, is a category pointer)]
+        self.index_paths: dict[str, list[tuple[str, bool]]] = {}
 
     def add_concept(
         self,

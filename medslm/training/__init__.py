@@ -48,6 +48,8 @@ RECIPE_MODULES = (
     "medslm.training.ner_crf",
     "medslm.training.ner_slm",
     "medslm.training.assertion_slm",
+    "medslm.training.icd_index",
+    "medslm.training.icd_reranker",
     "medslm.training.icd_coder",
     "medslm.training.triage_acuity",
     "medslm.training.triage_slm",
