@@ -28,10 +28,10 @@ from typing import Any
 from medslm.training import TrainContext, TrainResult, recipe
 
 #: held-out items run per agent (the calibration's sample size)
-ITEMS = {"triage": 887, "icd": 75, "ner": 100, "summarize": 60}
+ITEMS = {"triage": 887, "icd": 250, "ner": 100, "summarize": 60}
 QUICK_ITEMS = {"triage": 15, "icd": 6, "ner": 6, "summarize": 3}
 METHODS = ("identity", "temperature", "isotonic")
-SPLIT_TAG = {"triage": "ktas_cv", "icd": "codiesp_train_oof", "ner": "ncbi-disease_devel",
+SPLIT_TAG = {"triage": "ktas_cv", "icd": "codiesp_dev", "ner": "ncbi-disease_devel",
              "summarize": "mts-dialog_heldout_tune_slice"}
 
 
