@@ -5,6 +5,8 @@
   a bracket or a quote, except after a title (``Dr.``, ``Mr.``…), or a lone punctuation mark, or a line
   break; ``loose=True`` splits after sentence punctuation followed by white space whatever comes next
   (model outputs, injected instructions and free text that do not capitalise).
+- :func:`clause_spans`: finer clause windows (``;`` and line ends too); :func:`written_sentences`: the
+  sentences of one line of generated prose.
 - :func:`stem`: a light suffix stripper for word overlap (``infections`` / ``infected`` -> ``infect``);
   :func:`singular`: English plurals to singular, for lexicon keys (``fractures`` -> ``fracture``).
 - :func:`is_negated`: NegEx-style negation cue before a mention, within its clause.
@@ -48,6 +50,31 @@ def sentence_spans(text: str, *, loose: bool = False, min_chars: int = 1) -> lis
 def sentences(text: str, *, loose: bool = False, min_chars: int = 1) -> list[str]:
     """The sentences of ``text`` (see :func:`sentence_spans`)."""
     return [text[s:e] for s, e in sentence_spans(text, loose=loose, min_chars=min_chars)]
+
+
+#: a clause: up to . ; ! ? or a line end, a decimal point ("37.5") not ending it (ICD candidate windows)
+_CLAUSE = re.compile(r"[^\n.;!?]+(?:[.;!?](?=\d)[^\n.;!?]*)*[.;!?]?")
+#: a sentence of generated prose (one line, constrained): ". " + capital / digit / quote / bracket, not after a title
+_WRITTEN_END = re.compile(r"(?<!\bMr\.)(?<!\bDr\.)(?<!Mrs\.)(?<!\bMs\.)(?<=\.) (?=[A-Z0-9\"'(\[])")
+
+
+def clause_spans(text: str) -> list[tuple[int, int]]:
+    """Clauses of ``text`` as ``[start, end)`` offsets, split at ``. ; ! ?`` and line ends but not inside
+    decimals like ``37.5``; leading white space trimmed, the closing mark kept (the ICD coder's windows)."""
+    out = []
+    for m in _CLAUSE.finditer(text):
+        s, e = m.start(), m.end()
+        while s < e and text[s].isspace():
+            s += 1
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+def written_sentences(text: str) -> list[str]:
+    """The sentences of one line of generated prose (a summary section written under its regex): split
+    after a period followed by one space and a capital, digit, quote or bracket, not after a title."""
+    return [s for s in (p.strip() for p in _WRITTEN_END.split(text.strip())) if s]
 
 
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "ly", "s")

@@ -31,9 +31,10 @@ def hook(event, args):
             seen.append(path)
 
 sys.addaudithook(hook)
-atexit.register(lambda: open(sys.argv[2], "w").write(json.dumps(sorted(set(seen)))))
+opened_file, reviews_file = sys.argv[2], sys.argv[3]  # read now: the CLI below gets its own sys.argv
+atexit.register(lambda: open(opened_file, "w").write(json.dumps(sorted(set(seen)))))
 from medslm.cli import main
-sys.argv = ["medslm", "review", "--samples", "-o", sys.argv[3], "--no-show", "-q"]
+sys.argv = ["medslm", "review", "--samples", "-o", reviews_file, "--no-show", "-q"]
 main()
 """
 

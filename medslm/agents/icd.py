@@ -244,7 +244,7 @@ class IcdAgent:
 
     def with_model(self, lm: Any) -> IcdAgent:
         """The same agent with another model (escalation re-runs it with the LLM)."""
-        return IcdAgent(lm, self._kg, threshold=self._threshold, coder=self.coder_name, reranker=self.reranker_name,
+        return type(self)(lm, self._kg, threshold=self._threshold, coder=self.coder_name, reranker=self.reranker_name,
                         artifacts=self.artifacts, setting=self.setting, max_slm_calls=self.max_slm_calls,
                         max_codes=self.max_codes, require_evidence=self.require_evidence)
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from medslm.knowledge import normalize as nz
+from medslm.text import clause_spans
 
 if TYPE_CHECKING:
     from medslm.knowledge import KnowledgeGraph
 
 SYSTEM = "ICD10CM"
-_SENTENCE = re.compile(r"[^\n.;!?]+(?:[.;!?](?=\d)[^\n.;!?]*)*[.;!?]?")
 _WORD = re.compile(r"[a-z][a-z0-9'-]+")
 _LABEL_STOP = frozenset({"unspecified", "other", "without", "with", "site", "type", "part", "specified", "organism",
                          "complications", "elsewhere", "classified", "behavior", "uncomplicated", "initial",
@@ -50,15 +50,8 @@ class Mention:
 
 # ---------------------------------------------------------------------------------------------- sentences
 def sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans (split at . ; ! ? and line ends, not inside decimals like "37.5")."""
-    out = []
-    for m in _SENTENCE.finditer(text):
-        s, e = m.start(), m.end()
-        while s < e and text[s].isspace():
-            s += 1
-        if e > s:
-            out.append((s, e))
-    return out
+    """Sentence spans (split at . ; ! ? and line ends, not inside decimals like "37.5"): :func:`medslm.text.clause_spans`."""
+    return clause_spans(text)
 
 
 def sentence_of(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from medslm.text import written_sentences
+
 __all__ = [
     "MAX_SENTENCES",
     "MAX_TOKENS",
@@ -54,7 +56,6 @@ MAX_TOKENS: Mapping[str, int] = {
 DEFAULT_MAX_TOKENS = 160
 
 _BULLET = re.compile(r"^\s*(?:[•·\-\*–]|\d+[.)](?=\s))\s*")
-_SENT_SPLIT = re.compile(r"(?<!\bMr\.)(?<!\bDr\.)(?<!Mrs\.)(?<!\bMs\.)(?<=\.) (?=[A-Z0-9\"'(\[])")
 _SECTION_FULL = re.compile(SECTION_REGEX)
 
 
@@ -93,7 +94,7 @@ def normalize_section(text: str) -> str:
 
 def split_sentences(text: str) -> list[str]:
     """The sentences of a section written under :data:`SECTION_REGEX` (a title such as "Dr." does not end one)."""
-    return [s for s in (p.strip() for p in _SENT_SPLIT.split(text.strip())) if s]
+    return written_sentences(text)
 
 
 def max_tokens_for(section: str) -> int:

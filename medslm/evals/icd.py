@@ -192,13 +192,6 @@ def ablation(data_dir: str | Path | None = None, *, limit: int | None = None, se
     docs = read_codiesp(data_dir, "dev", limit)
     kg = KnowledgeGraph.default()
     agent = IcdAgent(model=None, kg=kg).load()
-    if agent.reranker is not None:
-        try:  # the training cache of MiniLM vectors, when a recipe filled it (same vectors, less waiting)
-            from medslm.training.icd_data import EmbeddingCache
-
-            agent.reranker.cache = EmbeddingCache()
-        except OSError:
-            pass
     systems = ("classical", "slm", "combined")
     items: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
     latency: list[float] = []

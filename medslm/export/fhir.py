@@ -141,9 +141,11 @@ FhirRenderer = Callable[[AgentResult[Any], FhirContext], Iterable[dict[str, Any]
 
 def entity_resources(result: AgentResult[list[Entity]], ctx: FhirContext) -> Iterator[dict[str, Any]]:
     """NER: a Condition per coded problem mention (verification from its assertion), a FamilyMemberHistory
-    per family-history problem; hypothetical mentions and uncoded or non-problem entities stay in NOTE_NLP."""
+    per family-history problem; hypothetical mentions, another person's findings (``other_person``: not the
+    patient's, not a relative's) and uncoded or non-problem entities stay in NOTE_NLP."""
     for i, e in enumerate(result.output):
-        if e.type != EntityType.PROBLEM or not codable(e.concepts) or e.assertion == Assertion.HYPOTHETICAL:
+        if (e.type != EntityType.PROBLEM or not codable(e.concepts)
+                or e.assertion in (Assertion.HYPOTHETICAL, Assertion.OTHER_PERSON)):
             continue
         ext = [_assertion(e.assertion), _confidence(e.confidence)]
         if e.assertion == Assertion.FAMILY:
@@ -235,7 +237,7 @@ def medication_statements(result: AgentResult[Any], ctx: FhirContext) -> Iterato
     per mention, status from its assertion (negated: not-taken), the dose as dosage text."""
     for i, item in enumerate(medication_items(result.output)):
         m = medication_attrs(item)
-        if m["assertion"] == Assertion.FAMILY:
+        if m["assertion"] in (Assertion.FAMILY, Assertion.OTHER_PERSON):
             continue
         res: dict[str, Any] = {
             "resourceType": "MedicationStatement", "id": ctx.uuid("medication", i), "meta": ctx.meta("medication"),

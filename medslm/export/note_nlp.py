@@ -79,6 +79,7 @@ ASSERTION_TERMS: dict[Assertion, tuple[str, str, dict[str, str]]] = {
     Assertion.HISTORICAL: ("Y", "past", {"history": "true"}),
     Assertion.FAMILY: ("N", "present", {"subject": "family_member"}),
     Assertion.HYPOTHETICAL: ("N", "present", {"conditional": "true"}),
+    Assertion.OTHER_PERSON: ("N", "present", {"subject": "other"}),
 }
 _BASE_MODIFIERS = {"negation": "false", "subject": "patient", "conditional": "false", "rule_out": "false",
                    "uncertain": "false", "history": "false"}

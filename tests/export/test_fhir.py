@@ -132,8 +132,7 @@ def test_verification_status_and_triage_follow_the_review(bundles, jsonl_reviews
                 assert [c["code"]["text"] for c in x.get("component", [])] == [f.name for f in t.output.red_flags]
             if x["resourceType"] == "Provenance":
                 agent = _agent(x)
-                p = {"ner": review.entities, "icd": review.codes, "triage": review.triage,
-                     "summarize": review.summary}[agent].provenance
+                p = review.results[agent].provenance
                 names = " ".join(a["who"]["display"] for a in x["agent"])
                 assert (p.model_id or "medslm rules") in names and (p.model_revision or "") in names
     assert {"confirmed", "refuted"} <= {status[a] for a in seen} and "negated" in seen

@@ -41,7 +41,10 @@ def test_frames_are_tidy_and_match_the_reviews(sample_reviews) -> None:
     summary = reviews.to_pandas("summary")
     assert set(summary["note_id"]) <= {r.note_id for r in reviews} and summary["supported"].dtype == bool
     assert set(reviews.frames()) == {"notes", "entities", "codes", "triage", "summary", "medications"}
-    assert list(reviews.to_pandas("medications").columns) == ["note_id"]  # no medication agent yet: empty
+    meds = reviews.to_pandas("medications")  # the medication agent's mentions, one row each
+    assert len(meds) == sum(len(r.results["medication"].output.medications) for r in reviews
+                            if r.results.get("medication") is not None) > 0
+    assert {"note_id", "text", "dose", "route", "frequency"} <= set(meds.columns)
     with pytest.raises(UnknownNameError, match="did you mean 'entities'"):
         reviews.to_pandas("entitys")
 

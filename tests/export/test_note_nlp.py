@@ -112,14 +112,15 @@ def test_sample_rows_load_into_the_omop_table_and_round_trip(sample_reviews, jso
 def test_assertions_map_to_omop_term_fields(sample_reviews) -> None:
     rows = [r for r in to_note_nlp(sample_reviews[0].reviews) if r.modifiers["agent"] == "ner"]
     seen = Counter(r.modifiers["assertion"] for r in rows)
-    assert set(seen) == {a.value for a in Assertion}  # the samples carry every assertion
+    # the samples carry every assertion but another person's (checked through assertion_terms below)
+    assert set(seen) | {"other_person"} == {a.value for a in Assertion}
     expected = {"present": ("Y", "present"), "negated": ("N", "present"), "possible": ("N", "present"),
                 "historical": ("Y", "past"), "family": ("N", "present"), "hypothetical": ("N", "present")}
     for r in rows:
         m = r.modifiers
         assert (r.term_exists, r.term_temporal) == expected[m["assertion"]]
         assert m["negation"] == str(m["assertion"] == "negated").lower()
-        assert m["subject"] == ("family_member" if m["assertion"] == "family" else "patient")
+        assert m["subject"] == {"family": "family_member", "other_person": "other"}.get(m["assertion"], "patient")
         assert m["conditional"] == str(m["assertion"] == "hypothetical").lower()
         assert m["history"] == str(m["assertion"] == "historical").lower()
         assert m["uncertain"] == str(m["assertion"] == "possible").lower()
@@ -229,3 +230,10 @@ def test_without_the_extra_the_error_names_it(monkeypatch, tmp_path) -> None:
     monkeypatch.setitem(sys.modules, "omop_cdm.regular.cdm54", None)
     with pytest.raises(MissingExtraError, match="omop-cdm"):
         note_nlp_table()
+
+
+def test_another_persons_finding_is_not_the_patients_in_note_nlp() -> None:
+    from medslm.export.note_nlp import assertion_terms
+
+    exists, temporal, mods = assertion_terms(Assertion.OTHER_PERSON)  # "wife has covid"
+    assert (exists, temporal) == ("N", "present") and mods["subject"] == "other" and mods["negation"] == "false"

@@ -36,7 +36,8 @@ def test_every_recipe_trains_on_a_slice(quick, data_dir) -> None:
 
 
 def test_targets_resolve_agent_names_and_typos() -> None:
-    assert resolve_targets("ner") == ["ner-crf", "ner-crf-ncbi", "ner-slm", "assertion-slm"]
+    # the agent's components, then its calibration (fitted on what they give)
+    assert resolve_targets("ner") == ["ner-crf", "ner-crf-ncbi", "ner-slm", "assertion-slm", "calibration-ner"]
     assert "icd-coder" in resolve_targets("all")
     from medslm.errors import UnknownNameError
 
