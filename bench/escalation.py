@@ -172,13 +172,9 @@ class IcdTask(Task):
     def quality(self, result: Any, row: dict[str, Any]) -> float:
         pred = {c.code.upper() for c in result.output}
         gold = row["gold"]
-        if not pred and not gold:
-            return 1.0
-        # CodiEsp codes are lower-case with dots ('r52', 'i21.4'); compare at the 3-character category too
-        tp = len(pred & gold)
-        p = tp / len(pred) if pred else 0.0
-        r = tp / len(gold) if gold else 0.0
-        return 2 * p * r / (p + r) if p + r else 0.0
+        from medslm.evals.metrics import set_f1
+
+        return set_f1(pred, gold)
 
     def units(self, result: Any, row: dict[str, Any]) -> list[tuple[float, bool]] | None:
         return [(float(c.confidence), c.code.upper() in row["gold"]) for c in result.output]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medslm.evals.metrics import set_f1
 from medslm.records import Note
 
 #: what "correct" means per agent (recorded in the calibration artifacts)
@@ -64,12 +65,7 @@ def _settings(settings: Any) -> Any:
 
 
 def _f1(pred: set[Any], gold: set[Any]) -> float:
-    if not pred and not gold:
-        return 1.0
-    tp = len(pred & gold)
-    p = tp / len(pred) if pred else 0.0
-    r = tp / len(gold) if gold else 0.0
-    return 2 * p * r / (p + r) if p + r else 0.0
+    return set_f1(pred, gold)
 
 
 # ------------------------------------------------------------------------------------------ triage

@@ -118,6 +118,14 @@ def micro_prf(gold: Sequence[Iterable[Hashable]], pred: Sequence[Iterable[Hashab
     return prf(tp, fp, fn)
 
 
+def set_f1(pred: Iterable[Hashable], gold: Iterable[Hashable]) -> float:
+    """F1 of one predicted set against one gold set (1.0 when both are empty): a note's code set."""
+    p_set, g_set = set(pred), set(gold)
+    if not p_set and not g_set:
+        return 1.0
+    return prf(len(p_set & g_set), len(p_set - g_set), len(g_set - p_set))["f1"]
+
+
 def average_precision(gold: Iterable[Hashable], ranked: Sequence[Hashable]) -> float:
     """AP of one ranked list: mean of precision@k at each relevant rank, over all gold labels."""
     gs = set(gold)
