@@ -151,8 +151,8 @@ def icd_heldout(data_dir: Path, *, artifacts: str | None, limit: int | None, see
     licence = "CC BY 4.0 (CodiEsp, CLEF eHealth 2020)"
     out = HeldOut("icd", f"CodiEsp dev (English): the shipped NER + ICD agents ({len(keep)} of {len(docs)} "
                   "documents); the coder never saw dev", CORRECT["icd"],
-                  data=[("codiesp/dev/devD.tsv", "dev", "calibration", licence),
-                        ("codiesp/dev/text_files_en/*.txt", "dev", "calibration", licence)])
+                  data=[("codiesp/dev/devD.tsv", "dev", "fit", licence),
+                        ("codiesp/dev/text_files_en/*.txt", "dev", "fit", licence)])
     t0 = time.perf_counter()
     extra = {"artifacts": artifacts} if artifacts else {}
     agent = IcdAgent(model=s.model_for("icd"), **extra)

@@ -203,7 +203,7 @@ class _Live:
                 else:
                     batch = self._encode(chunk).to(self.device)
                     hidden, mask = self.model(**batch).last_hidden_state, batch["attention_mask"]
-                logits = self.head(pool(hidden, mask, self.task.pooling).to(next(self.head.parameters()).dtype))
+                logits = self.head(pool(hidden, mask, self.task.pooling).to(next(iter(self.head.parameters())).dtype))
                 out[k : k + len(chunk)] = torch.softmax(logits.float(), -1).cpu().numpy()
         return out
 
