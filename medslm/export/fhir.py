@@ -21,8 +21,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
-import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -418,17 +416,10 @@ def write_fhir(reviews: ChartReview | Iterable[ChartReview], path: str | Path, *
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from medslm.graphs.io import atomic_file
+
+    with atomic_file(path) as f:
+        f.write(text.encode("utf-8"))
 
 
 def read_fhir_ndjson(path: str | Path) -> list[Any]:

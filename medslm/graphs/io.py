@@ -16,9 +16,10 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from medslm import registry
 from medslm.errors import ConfigurationError, NoteError
@@ -319,25 +320,34 @@ def from_objects(items: Iterable[Any], *, id_col: str = "id", text_col: str = "t
 
 
 # --------------------------------------------------------------------------- writing
-def write_reviews(reviews: Iterable[ChartReview], path: str | Path, fmt: str | None = None) -> Path:
-    """Write reviews atomically (temp file in the same folder, fsync, rename): never a half file."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file that appears at ``path`` whole or not at all: written to a temp file in the same
+    folder, fsynced and renamed over ``path``; on any error the temp file is removed."""
     path = Path(path)
-    fmt = detect_format(path, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            if fmt == "jsonl":
-                for i, r in enumerate(reviews):
-                    f.write(review_json(r, i).encode("utf-8") + b"\n")
-            else:
-                _write_table(reviews, f, fmt)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_reviews(reviews: Iterable[ChartReview], path: str | Path, fmt: str | None = None) -> Path:
+    """Write reviews atomically (:func:`atomic_file`): never a half file."""
+    path = Path(path)
+    fmt = detect_format(path, fmt)
+    with atomic_file(path) as f:
+        if fmt == "jsonl":
+            for i, r in enumerate(reviews):
+                f.write(review_json(r, i).encode("utf-8") + b"\n")
+        else:
+            _write_table(reviews, f, fmt)
     return path
 
 

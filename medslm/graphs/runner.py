@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -340,16 +339,11 @@ def review_batch(
 
 
 def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    import tempfile
+    from medslm.graphs.io import atomic_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for row in rows:
-            f.write(json.dumps(row, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+            f.write((json.dumps(row, default=str) + "\n").encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- durable human review
