@@ -1,8 +1,7 @@
 """A fresh install works like a developer's checkout: ``medslm review --samples`` with the public-data
 folder and the cache pointed at empty folders reviews all 18 sample notes with the shipped artifacts, gives
-the same codes, levels and entities as the session's review with the data folder present
-(``sample_reviews``), and never opens a file of the public-data folder (an audit hook records every
-``open`` under it)."""
+the same codes, levels and entities as the same command with the data folder present, and never opens a
+file of the public-data folder (an audit hook records every ``open`` under it)."""
 
 from __future__ import annotations
 
@@ -60,8 +59,8 @@ def _essence(r: dict) -> dict:
             "level": tri.get("level")}
 
 
-@pytest.mark.timeout(2400)  # a full sample review, a model fetch from PyPI and a graph build: minutes
-def test_samples_review_on_a_fresh_machine(tmp_path, data_dir, sample_reviews) -> None:
+@pytest.mark.timeout(2400)  # two full sample reviews, a model fetch from PyPI and a graph build: minutes
+def test_samples_review_on_a_fresh_machine(tmp_path, data_dir) -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSLM_")}
     base_env["PYTHONPATH"] = str(REPO)
     fresh = tmp_path / "fresh"
@@ -74,8 +73,10 @@ def test_samples_review_on_a_fresh_machine(tmp_path, data_dir, sample_reviews) -
     assert not [r["note_id"] for r in reviews if r["status"] == "failed"], stdout[-2000:]
     assert "18 notes (18 reviewed" in stdout and "failures by reason: none" in stdout, stdout[-2000:]
 
-    # the developer's checkout: the session's review of the same notes, in process, with the data folder present
-    reviews_dev = [json.loads(line) for line in sample_reviews[1].read_text().splitlines()]
+    # the developer's checkout: the same command in a fresh process, with the data folder present
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    reviews_dev, _, _ = _review(dev, data_dir, {**base_env, "MEDSLM_DATA_DIR": str(data_dir)})
     by_id = {r["note_id"]: _essence(r) for r in reviews_dev}
     for r in reviews:
         assert _essence(r) == by_id[r["note_id"]], r["note_id"]
